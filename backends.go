@@ -1,0 +1,6 @@
+package cache
+
+// Every shipped storage backend, so that one `--with` gives users all of them.
+import (
+	_ "github.com/caddycache/caddy-cache/storage/memory"
+)

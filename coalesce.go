@@ -1,0 +1,69 @@
+package cache
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// flightGroup lets concurrent misses for one key wait for the single request
+// that fetches it. Waiters do not receive the leader's response: when the
+// leader is done they look the cache up again, so they only ever get what
+// was stored for their own request (same key, matching Vary); if nothing
+// usable was stored they fetch for themselves.
+type flightGroup struct {
+	mu sync.Mutex
+	m  map[string]*flight
+}
+
+type flight struct {
+	done chan struct{}
+}
+
+// join makes the caller the leader for key (leader true; it must call
+// release) or returns the running flight to wait on.
+func (g *flightGroup) join(key string) (f *flight, leader bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.m == nil {
+		g.m = make(map[string]*flight)
+	}
+	if f := g.m[key]; f != nil {
+		return f, false
+	}
+	f = &flight{done: make(chan struct{})}
+	g.m[key] = f
+	return f, true
+}
+
+// release ends the leader's flight and wakes its waiters.
+func (g *flightGroup) release(key string, f *flight) {
+	g.mu.Lock()
+	if g.m[key] == f {
+		delete(g.m, key)
+	}
+	g.mu.Unlock()
+	close(f.done)
+}
+
+// running reports whether a flight for key is in progress.
+func (g *flightGroup) running(key string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.m[key] != nil
+}
+
+// wait blocks until the flight ends (true), the timeout passes or ctx is
+// done (false).
+func (f *flight) wait(ctx context.Context, timeout time.Duration) bool {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-f.done:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,814 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/caddycache/caddy-cache/policy"
+	"github.com/caddycache/caddy-cache/storage"
+)
+
+// Values of {http.cache.status}.
+const (
+	statusHit         = "hit"
+	statusMiss        = "miss"
+	statusStale       = "stale"
+	statusRevalidated = "revalidated"
+	statusBypass      = "bypass"
+)
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	switch r.Method {
+	case http.MethodGet:
+		if !h.allowGET {
+			return h.bypass(w, r, next, "method")
+		}
+	case http.MethodHead:
+		if !h.allowHEAD {
+			return h.bypass(w, r, next, "method")
+		}
+	default:
+		if policy.IsUnsafe(r.Method) {
+			return h.serveUnsafe(w, r, next)
+		}
+		return h.bypass(w, r, next, "method")
+	}
+	if reason := bypassReason(r); reason != "" {
+		return h.bypass(w, r, next, reason)
+	}
+	key := h.cacheKey(r)
+	if len(key) > storage.MaxKeyLen {
+		return h.bypass(w, r, next, "key-too-long")
+	}
+	x := &exchange{h: h, w: w, r: r, next: next, key: key, reqCC: policy.RequestDirectives(r.Header)}
+	x.repl, _ = r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	return x.serve()
+}
+
+// bypassReason returns why a GET/HEAD request must not use the cache at all.
+func bypassReason(r *http.Request) string {
+	switch {
+	case r.Header.Get("Upgrade") != "":
+		return "upgrade"
+	case r.ContentLength > 0 || len(r.TransferEncoding) > 0:
+		return "request-body"
+	case r.Header.Get("X-HTTP-Method-Override") != "" || r.Header.Get("X-Method-Override") != "" ||
+		r.Header.Get("X-HTTP-Method") != "":
+		return "method-override"
+	}
+	return ""
+}
+
+// bypass passes the request on untouched but for Cache-Status.
+func (h *Handler) bypass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, detail string) error {
+	w.Header()["Cache-Status"] = []string{h.StatusHeader + "; fwd=bypass; detail=" + strconv.Quote(detail)}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.cache.status", statusBypass)
+		repl.Set("http.cache.detail", detail)
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// serveUnsafe forwards an unsafe request and, when it succeeds, invalidates
+// the stored responses of its target and of same-origin Location and
+// Content-Location (RFC 9111 §4.4).
+func (h *Handler) serveUnsafe(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	rec := &statusRecorder{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
+	rec.Header()["Cache-Status"] = []string{h.StatusHeader + "; fwd=bypass; detail=\"method\""}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.cache.status", statusBypass)
+		repl.Set("http.cache.detail", "method")
+	}
+	err := next.ServeHTTP(rec, r)
+	status := rec.status
+	if status == 0 && err == nil {
+		status = http.StatusOK
+	}
+	if err != nil || status < 200 || status >= 400 {
+		return err
+	}
+	reqURL := effectiveURL(r)
+	ctx, cancel := h.storageContext(context.WithoutCancel(r.Context()))
+	defer cancel()
+	for _, u := range policy.InvalidationTargets(reqURL, rec.Header()) {
+		h.invalidateURL(ctx, u)
+	}
+	return nil
+}
+
+// effectiveURL is the absolute URL of the request as routed.
+func effectiveURL(r *http.Request) *url.URL {
+	u := *r.URL
+	u.Scheme = "http"
+	if r.TLS != nil {
+		u.Scheme = "https"
+	}
+	u.Host = r.Host
+	return &u
+}
+
+type statusRecorder struct {
+	*caddyhttp.ResponseWriterWrapper
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(status int) {
+	if s.status == 0 && status >= 200 {
+		s.status = status
+	}
+	s.ResponseWriterWrapper.WriteHeader(status)
+}
+
+func (s *statusRecorder) Write(p []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriterWrapper.Write(p)
+}
+
+// exchange is one cacheable request on its way through the handler.
+type exchange struct {
+	h    *Handler
+	w    http.ResponseWriter
+	r    *http.Request
+	next caddyhttp.Handler
+	repl *caddy.Replacer
+
+	key   string // primary key
+	reqCC policy.Directives
+
+	// what the lookup found
+	stored    *storage.Entry // usable stored response (maybe stale)
+	storedKey string         // its key: key, or a variant key
+	fwd       string         // RFC 9211 fwd reason when forwarding
+	detail    string
+
+	// set while forwarding
+	cond        *storage.Entry // the stale entry being revalidated
+	requestTime time.Time
+	pending     *storage.Entry // response being collected for storing
+}
+
+func (x *exchange) serve() error {
+	h := x.h
+	ctx, cancel := h.storageContext(x.r.Context())
+	x.lookup(ctx)
+	cancel()
+
+	if e := x.stored; e != nil {
+		now := h.now()
+		age := currentAge(e, now)
+		respCC, _ := policy.ResponseDirectives(e.Header, nil)
+		use, why := policy.Evaluate(age, e.Lifetime, respCC, x.reqCC, h.defaults())
+		switch use {
+		case policy.UseFresh:
+			return x.serveStored(e, age, statusHit, "")
+		case policy.UseStale:
+			return x.serveStored(e, age, statusStale, why)
+		}
+		// UseStaleRevalidate is treated as Revalidate: the request waits
+		// for the origin.
+		x.fwd, x.detail = "stale", why
+		if x.reqCC.NoCache || x.reqCC.HasMaxAge || x.reqCC.HasMinFresh {
+			x.fwd = "request"
+		}
+		if hasValidator(e.Header) {
+			x.cond = e
+		}
+	}
+	if x.reqCC.OnlyIfCached {
+		return x.gatewayTimeout()
+	}
+
+	if x.coalescable() {
+		f, leader := h.flights.join(x.key)
+		if leader {
+			defer h.flights.release(x.key, f)
+		} else if f.wait(x.r.Context(), time.Duration(h.LockTimeout)) {
+			ctx, cancel := h.storageContext(x.r.Context())
+			x.lookup(ctx)
+			cancel()
+			if e := x.stored; e != nil {
+				now := h.now()
+				age := currentAge(e, now)
+				respCC, _ := policy.ResponseDirectives(e.Header, nil)
+				if use, _ := policy.Evaluate(age, e.Lifetime, respCC, x.reqCC, h.defaults()); use == policy.UseFresh {
+					return x.serveStored(e, age, statusHit, "")
+				}
+				if hasValidator(e.Header) {
+					x.cond = e
+				}
+			}
+		}
+	}
+	return x.forward()
+}
+
+// coalescable reports whether this request may wait for a concurrent fetch of
+// the same key instead of going to the origin itself.
+func (x *exchange) coalescable() bool {
+	if x.h.LockTimeout <= 0 || x.reqCC.NoCache || x.reqCC.NoStore || x.reqCC.HasMaxAge {
+		return false
+	}
+	return x.r.Header.Get("Range") == ""
+}
+
+// lookup finds the stored response for the request, following the Vary
+// index when there is one.
+func (x *exchange) lookup(ctx context.Context) {
+	h := x.h
+	x.stored, x.storedKey = nil, ""
+	e, err := h.get(ctx, x.key)
+	if err != nil {
+		x.fwd = "uri-miss"
+		if !errors.Is(err, storage.ErrNotFound) {
+			x.fwd, x.detail = "miss", "storage-error"
+		}
+		return
+	}
+	key := x.key
+	if e.Kind == storage.KindVary {
+		vk, _ := variantKey(x.key, e.Vary, x.r)
+		e, err = h.get(ctx, vk)
+		if err != nil {
+			x.fwd = "vary-miss"
+			if !errors.Is(err, storage.ErrNotFound) {
+				x.fwd, x.detail = "miss", "storage-error"
+			}
+			return
+		}
+		key = vk
+	}
+	if e.Kind != storage.KindResponse || !varyMatches(e, x.r) {
+		x.fwd = "vary-miss"
+		return
+	}
+	x.stored, x.storedKey = e, key
+}
+
+// currentAge is the current_age of RFC 9111 §4.2.3.
+func currentAge(e *storage.Entry, now time.Time) time.Duration {
+	age := e.InitialAge + now.Sub(e.ResponseTime)
+	if age < 0 {
+		return 0
+	}
+	return age
+}
+
+func hasValidator(h http.Header) bool {
+	return h.Get("Etag") != "" || h.Get("Last-Modified") != ""
+}
+
+// serveStored writes a stored response to the client.
+func (x *exchange) serveStored(e *storage.Entry, age time.Duration, status, detail string) error {
+	h := x.h
+	hdr := x.w.Header()
+	copyHeaderShared(hdr, e.Header)
+	ageSec := int64(age / time.Second)
+	hdr["Age"] = []string{strconv.FormatInt(ageSec, 10)}
+	ttl := int64((e.Lifetime - age) / time.Second)
+	var cs string
+	switch status {
+	case statusRevalidated:
+		cs = h.StatusHeader + "; fwd=stale; fwd-status=304; stored; ttl=" + strconv.FormatInt(ttl, 10)
+	default:
+		cs = h.StatusHeader + "; hit; ttl=" + strconv.FormatInt(ttl, 10)
+		if detail != "" {
+			cs += "; detail=" + strconv.Quote(detail)
+		}
+	}
+	hdr["Cache-Status"] = []string{cs}
+	x.setPlaceholders(status, detail)
+
+	if e.Status >= 200 && e.Status < 300 && policy.ClientNotModified(x.r.Header, e.Header) {
+		for k := range hdr {
+			if !keepOn304(k) {
+				delete(hdr, k)
+			}
+		}
+		x.w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	if e.Status == http.StatusOK && x.r.Header.Get("Range") != "" {
+		var mod time.Time
+		if lm := e.Header.Get("Last-Modified"); lm != "" {
+			mod, _ = http.ParseTime(lm)
+		}
+		if _, ok := hdr["Content-Type"]; !ok {
+			hdr["Content-Type"] = nil // no sniffing
+		}
+		http.ServeContent(x.w, x.r, "", mod, bytes.NewReader(e.Body))
+		return nil
+	}
+	if bodyAllowed(e.Status) {
+		hdr["Content-Length"] = []string{strconv.Itoa(len(e.Body))}
+	}
+	x.w.WriteHeader(e.Status)
+	if x.r.Method != http.MethodHead && bodyAllowed(e.Status) && len(e.Body) > 0 {
+		_, _ = x.w.Write(e.Body)
+	}
+	return nil
+}
+
+// keepOn304 lists the fields a 304 carries (RFC 9110 §15.4.5), plus ours.
+func keepOn304(k string) bool {
+	switch k {
+	case "Cache-Control", "Content-Location", "Date", "Etag", "Expires", "Vary", "Age", "Cache-Status", "Last-Modified":
+		return true
+	}
+	return false
+}
+
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
+}
+
+// copyHeaderShared copies stored fields into dst with one allocation for all
+// value slices, so later handlers can modify the response header in place
+// without touching the stored entry.
+func copyHeaderShared(dst, src http.Header) {
+	n := 0
+	for _, vs := range src {
+		n += len(vs)
+	}
+	buf := make([]string, n)
+	i := 0
+	for k, vs := range src {
+		j := i + copy(buf[i:], vs)
+		dst[k] = buf[i:j:j]
+		i = j
+	}
+}
+
+func (x *exchange) gatewayTimeout() error {
+	hdr := x.w.Header()
+	hdr["Cache-Status"] = []string{x.h.StatusHeader + "; fwd=miss; detail=\"only-if-cached\""}
+	x.setPlaceholders(statusMiss, "only-if-cached")
+	x.w.WriteHeader(http.StatusGatewayTimeout)
+	return nil
+}
+
+func (x *exchange) setPlaceholders(status, detail string) {
+	if x.repl == nil {
+		return
+	}
+	x.repl.Set("http.cache.status", status)
+	x.repl.Set("http.cache.key", x.key)
+	x.repl.Set("http.cache.detail", detail)
+}
+
+// forward sends the request to the next handler, revalidating x.cond when
+// set, streams the response to the client and stores it when allowed.
+func (x *exchange) forward() error {
+	h, r := x.h, x.r
+	if x.fwd == "" {
+		x.fwd = "miss"
+	}
+	// Conditional and range headers of our own: the client's are evaluated
+	// against the stored response afterwards.
+	var saved http.Header
+	setHdr := func(k, v string) {
+		if saved == nil {
+			saved = make(http.Header)
+		}
+		if _, ok := saved[k]; !ok {
+			saved[k] = r.Header[k]
+		}
+		if v == "" {
+			delete(r.Header, k)
+		} else {
+			r.Header[k] = []string{v}
+		}
+	}
+	if x.cond != nil {
+		inm, ims := policy.ConditionalHeaders(x.cond.Header)
+		setHdr("If-None-Match", inm)
+		setHdr("If-Modified-Since", ims)
+		setHdr("If-Range", "")
+		setHdr("Range", "")
+	}
+	// A HEAD miss is fetched as a GET so that the response can be stored;
+	// the server drops the body for the HEAD client.
+	method := r.Method
+	if method == http.MethodHead && !x.reqCC.NoStore {
+		r.Method = http.MethodGet
+	}
+	defer func() {
+		r.Method = method
+		for k, v := range saved {
+			if v == nil {
+				delete(r.Header, k)
+			} else {
+				r.Header[k] = v
+			}
+		}
+	}()
+
+	x.requestTime = h.now()
+	c := newCapture(x.w, h.MaxEntrySize, x.decide)
+	err := x.next.ServeHTTP(c, r)
+
+	switch {
+	case c.wroteHeader && c.mode == modeHold && c.status == http.StatusNotModified:
+		return x.freshen(c)
+	case c.wroteHeader && c.mode == modeHold:
+		// an origin error replaced by the stale response
+		return x.serveStaleOnError(c.status)
+	case err != nil:
+		return err
+	}
+	if !c.wroteHeader {
+		return nil
+	}
+	if x.pending != nil && c.complete() && r.Context().Err() == nil {
+		x.store(c.spool)
+	}
+	return nil
+}
+
+// decide runs when the origin's header arrives: it picks the capture mode
+// and adds Cache-Status.
+func (x *exchange) decide(status int, hdr http.Header) captureMode {
+	h := x.h
+	now := h.now()
+	if x.cond != nil {
+		if status == http.StatusNotModified {
+			return modeHold
+		}
+		if status >= 500 && x.staleIfErrorOK(now) {
+			return modeHold
+		}
+	}
+	stored, detail := false, ""
+	defer func() {
+		cs := h.StatusHeader + "; fwd=" + x.fwd
+		if x.cond != nil {
+			cs += "; fwd-status=" + strconv.Itoa(status)
+		}
+		if stored {
+			cs += "; stored"
+		}
+		if detail == "" {
+			detail = x.detail
+		}
+		if detail != "" {
+			cs += "; detail=" + strconv.Quote(detail)
+		}
+		hdr["Cache-Status"] = []string{cs}
+		st := statusMiss
+		if x.cond != nil {
+			st = statusStale
+		}
+		x.setPlaceholders(st, detail)
+	}()
+	if x.r.Method != http.MethodGet {
+		return modePass
+	}
+	if x.reqCC.NoStore {
+		detail = "request no-store"
+		return modePass
+	}
+	if status == http.StatusPartialContent || status == http.StatusNotModified {
+		detail = "status " + strconv.Itoa(status)
+		return modePass
+	}
+	if ct := hdr.Get("Content-Type"); ct != "" {
+		if mt, _, _ := mime.ParseMediaType(ct); mt == "text/event-stream" {
+			detail = "event-stream"
+			return modePass
+		}
+	}
+	e, why := x.newEntry(status, hdr, now)
+	if e == nil {
+		detail = why
+		return modePass
+	}
+	if n := contentLength(hdr); n > h.MaxEntrySize {
+		detail = "too large"
+		return modePass
+	}
+	x.pending = e
+	stored = true
+	return modeTee
+}
+
+// newEntry builds the entry for a response, or says why it is not stored.
+func (x *exchange) newEntry(status int, hdr http.Header, now time.Time) (*storage.Entry, string) {
+	h := x.h
+	respCC, _ := policy.ResponseDirectives(hdr, nil)
+	u, host := requestURL(x.r)
+	lifetime, forced, noStore := h.lifetime(status, hdr, respCC, now, host, x.r.URL.EscapedPath())
+	if noStore {
+		return nil, "ttl rule no-store"
+	}
+	checkCC := respCC
+	if h.ignoreCC {
+		checkCC = policy.Directives{NoStore: respCC.NoStore, Private: respCC.Private}
+	}
+	if ok, why := policy.Storable(x.r.Header, x.reqCC, status, hdr, checkCC, h.storeRules(forced)); !ok {
+		return nil, why
+	}
+	names, star := policy.VaryNames(hdr)
+	if star {
+		return nil, "Vary: *"
+	}
+	initialAge := policy.InitialAge(hdr, x.requestTime, now)
+	keep := policy.KeepFor(hdr, respCC, h.defaults(), DefaultRevalidateKeep)
+	expires := now.Add(lifetime - initialAge + keep)
+	if !expires.After(now) {
+		return nil, "already stale"
+	}
+	storedHdr := policy.StoredHeader(hdr, respCC)
+	delete(storedHdr, "Cache-Status")
+	return &storage.Entry{
+		Kind:         storage.KindResponse,
+		URL:          u,
+		Status:       status,
+		Header:       storedHdr,
+		RequestTime:  x.requestTime,
+		ResponseTime: now,
+		InitialAge:   initialAge,
+		Lifetime:     lifetime,
+		Expires:      expires,
+		Vary:         names,
+	}, ""
+}
+
+// lifetime is the freshness lifetime of a response: the origin's explicit
+// freshness, else the first matching ttl rule, else ttl, else the
+// heuristic. forced reports that configuration supplied it; noStore that a
+// rule forbids storing.
+func (h *Handler) lifetime(status int, hdr http.Header, cc policy.Directives, now time.Time, host, path string) (d time.Duration, forced, noStore bool) {
+	var configured time.Duration
+	has := false
+	for i := range h.TTLRules {
+		if h.TTLRules[i].matches(host, path) {
+			if h.TTLRules[i].noStore {
+				return 0, false, true
+			}
+			configured, has = h.TTLRules[i].lifetime, true
+			break
+		}
+	}
+	if !has && h.TTL > 0 {
+		configured, has = time.Duration(h.TTL), true
+	}
+	if h.ignoreCC {
+		if has {
+			return configured, true, false
+		}
+		d, _ := policy.FreshnessLifetime(status, http.Header{"Date": hdr["Date"], "Last-Modified": hdr["Last-Modified"]}, policy.Directives{}, now, h.cacheable)
+		return d, false, false
+	}
+	d, src := policy.FreshnessLifetime(status, hdr, cc, now, h.cacheable)
+	switch src {
+	case policy.SourceSMaxAge, policy.SourceMaxAge, policy.SourceExpires:
+		return d, false, false
+	}
+	if cc.NoCache {
+		return 0, false, false
+	}
+	if has {
+		return configured, true, false
+	}
+	return d, false, false
+}
+
+// store saves the collected response, under its variant key when it varies.
+func (x *exchange) store(body []byte) {
+	h, e := x.h, x.pending
+	if body == nil {
+		body = []byte{}
+	}
+	e.Body = body
+	e.BodySize = int64(len(body))
+	ctx, cancel := h.storageContext(context.WithoutCancel(x.r.Context()))
+	defer cancel()
+	key := x.key
+	if len(e.Vary) > 0 {
+		var vals map[string]string
+		key, vals = variantKey(x.key, e.Vary, x.r)
+		e.VaryRequest = vals
+	}
+	if err := h.put(ctx, key, e); err != nil {
+		return
+	}
+	if len(e.Vary) > 0 {
+		h.updateVaryIndex(ctx, x.key, e, key)
+	}
+}
+
+// updateVaryIndex records a new variant in the URL's Vary index, dropping the
+// oldest variants beyond max_variants.
+func (h *Handler) updateVaryIndex(ctx context.Context, key string, e *storage.Entry, vk string) {
+	idx := &storage.Entry{Kind: storage.KindVary, URL: e.URL, Vary: e.Vary, Expires: e.Expires, Header: http.Header{}}
+	if old, err := h.get(ctx, key); err == nil && old.Kind == storage.KindVary && equalStrings(old.Vary, e.Vary) {
+		for _, v := range old.Variants {
+			if v != vk {
+				idx.Variants = append(idx.Variants, v)
+			}
+		}
+		if old.Expires.After(idx.Expires) {
+			idx.Expires = old.Expires
+		}
+	}
+	idx.Variants = append(idx.Variants, vk)
+	for len(idx.Variants) > h.MaxVariants {
+		_ = h.store.Delete(ctx, idx.Variants[0])
+		idx.Variants = idx.Variants[1:]
+	}
+	_ = h.put(ctx, key, idx)
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// freshen handles a 304 to our revalidation: the stored header is updated
+// (RFC 9111 §4.3.4), the entry stored again and served.
+func (x *exchange) freshen(c *capture) error {
+	h, old := x.h, x.cond
+	now := h.now()
+	merged := policy.Freshen(old.Header, c.hdr)
+	respCC, _ := policy.ResponseDirectives(merged, nil)
+	u, host := requestURL(x.r)
+	lifetime, _, _ := h.lifetime(old.Status, merged, respCC, now, host, x.r.URL.EscapedPath())
+	initialAge := policy.InitialAge(c.hdr, x.requestTime, now)
+	e := &storage.Entry{
+		Kind:         storage.KindResponse,
+		URL:          u,
+		Status:       old.Status,
+		Header:       policy.StoredHeader(merged, respCC),
+		Body:         old.Body,
+		BodySize:     int64(len(old.Body)),
+		RequestTime:  x.requestTime,
+		ResponseTime: now,
+		InitialAge:   initialAge,
+		Lifetime:     lifetime,
+		Vary:         old.Vary,
+		VaryRequest:  old.VaryRequest,
+		Tags:         old.Tags,
+	}
+	delete(e.Header, "Cache-Status")
+	e.Expires = now.Add(lifetime - initialAge + policy.KeepFor(merged, respCC, h.defaults(), DefaultRevalidateKeep))
+	if !respCC.NoStore {
+		ctx, cancel := h.storageContext(context.WithoutCancel(x.r.Context()))
+		_ = h.put(ctx, x.storedKey, e)
+		cancel()
+	}
+	return x.serveStored(e, initialAge, statusRevalidated, "")
+}
+
+// staleIfErrorOK reports whether x.cond may replace an origin error.
+func (x *exchange) staleIfErrorOK(now time.Time) bool {
+	e := x.cond
+	respCC, _ := policy.ResponseDirectives(e.Header, nil)
+	return policy.StaleIfError(currentAge(e, now), e.Lifetime, respCC, x.reqCC, x.h.defaults())
+}
+
+func (x *exchange) serveStaleOnError(status int) error {
+	e := x.cond
+	age := currentAge(e, x.h.now())
+	hdr := x.w.Header()
+	copyHeaderShared(hdr, e.Header)
+	hdr["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
+	ttl := int64((e.Lifetime - age) / time.Second)
+	hdr["Cache-Status"] = []string{x.h.StatusHeader + "; fwd=stale; fwd-status=" + strconv.Itoa(status) +
+		"; ttl=" + strconv.FormatInt(ttl, 10) + "; detail=\"stale-if-error\""}
+	x.setPlaceholders(statusStale, "stale-if-error")
+	if bodyAllowed(e.Status) {
+		hdr["Content-Length"] = []string{strconv.Itoa(len(e.Body))}
+	}
+	x.w.WriteHeader(e.Status)
+	if x.r.Method != http.MethodHead && bodyAllowed(e.Status) {
+		_, _ = x.w.Write(e.Body)
+	}
+	return nil
+}
+
+func (h *Handler) defaults() policy.Defaults { return policy.Defaults{} }
+
+// storageContext bounds a storage call by storage_timeout. The in-process
+// memory store never blocks, so it skips the timer.
+func (h *Handler) storageContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if h.isMemory {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, time.Duration(h.StorageTimeout))
+}
+
+// get reads an entry; a corrupt one is deleted and reported as not found,
+// a failing store is logged once per outage.
+func (h *Handler) get(ctx context.Context, key string) (*storage.Entry, error) {
+	e, err := h.store.Get(ctx, key)
+	switch {
+	case err == nil:
+		h.storeUp()
+		if e.Expired(h.now()) {
+			return nil, storage.ErrNotFound
+		}
+		return e, nil
+	case errors.Is(err, storage.ErrNotFound):
+		h.storeUp()
+		return nil, storage.ErrNotFound
+	case errors.Is(err, storage.ErrCorrupt):
+		h.storeUp()
+		h.logger.Warn("corrupt cache entry removed", zap.String("backend", h.backendName), zap.Error(err))
+		_ = h.store.Delete(ctx, key)
+		return nil, storage.ErrNotFound
+	}
+	h.storeFailed("get", err)
+	return nil, err
+}
+
+func (h *Handler) put(ctx context.Context, key string, e *storage.Entry) error {
+	err := h.store.Put(ctx, key, e)
+	switch {
+	case err == nil:
+		h.storeUp()
+	case errors.Is(err, storage.ErrTooLarge):
+	default:
+		h.storeFailed("put", err)
+	}
+	return err
+}
+
+func (h *Handler) storeFailed(op string, err error) {
+	if h.storeDown.CompareAndSwap(false, true) {
+		h.logger.Warn("cache storage failing; requests go to the origin until it recovers",
+			zap.String("backend", h.backendName), zap.String("op", op), zap.Error(err))
+	} else if ce := h.logger.Check(zapcore.DebugLevel, "cache storage error"); ce != nil {
+		ce.Write(zap.String("backend", h.backendName), zap.String("op", op), zap.Error(err))
+	}
+}
+
+func (h *Handler) storeUp() {
+	if h.storeDown.Load() && h.storeDown.CompareAndSwap(true, false) {
+		h.logger.Info("cache storage recovered", zap.String("backend", h.backendName))
+	}
+}
+
+// invalidateURL removes every stored response for u: its primary key, the
+// Vary variants, and keys that add configured headers.
+func (h *Handler) invalidateURL(ctx context.Context, u *url.URL) {
+	scheme := strings.ToLower(u.Scheme)
+	host := normalizeHost(u.Host, scheme)
+	p := u.EscapedPath()
+	if p == "" {
+		p = "/"
+	}
+	key := scheme + "://" + host + p
+	if u.RawQuery != "" {
+		q := u.RawQuery
+		if h.Key != nil && len(h.Key.IgnoreQuery) > 0 {
+			q = filterQuery(q, h.Key.IgnoreQuery)
+		}
+		if q != "" {
+			key += "?" + q
+		}
+	}
+	h.invalidateKey(ctx, key)
+	if h.Key != nil && len(h.Key.Headers) > 0 && h.lister != nil {
+		var keys []string
+		_ = h.lister.List(ctx, key+"\n", func(k string, _ *storage.Entry) error {
+			keys = append(keys, k)
+			return nil
+		})
+		for _, k := range keys {
+			h.invalidateKey(ctx, k)
+		}
+	}
+}
+
+// invalidateKey deletes a primary key and, if it is a Vary index, its variants.
+func (h *Handler) invalidateKey(ctx context.Context, key string) {
+	if e, err := h.store.Get(ctx, key); err == nil && e.Kind == storage.KindVary {
+		for _, v := range e.Variants {
+			_ = h.store.Delete(ctx, v)
+		}
+	}
+	if err := h.store.Delete(ctx, key); err != nil {
+		h.storeFailed("delete", err)
+	}
+}

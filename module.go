@@ -1,0 +1,372 @@
+// Package cache is an HTTP response cache for Caddy: the handler
+// http.handlers.cache, a shared cache as RFC 9111 defines it, with pluggable
+// storage backends (guest modules in http.handlers.cache.storage).
+package cache
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddycache/caddy-cache/policy"
+	"github.com/caddycache/caddy-cache/storage"
+	"github.com/caddycache/caddy-cache/storage/memory"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Defaults.
+const (
+	DefaultMaxEntrySize   = 16 << 20
+	DefaultLockTimeout    = 10 * time.Second
+	DefaultStorageTimeout = time.Second
+	DefaultStatusHeader   = "Caddy"
+	DefaultMaxVariants    = 64
+	// DefaultRevalidateKeep is how long a stale response with a validator is
+	// kept for conditional revalidation after its freshness ends.
+	DefaultRevalidateKeep = time.Hour
+)
+
+// Handler caches responses of the handlers that follow it in the route
+// (typically reverse_proxy), as a shared cache per RFC 9111.
+//
+// Put it in a route before the handler whose responses it caches. The
+// Caddyfile directive `cache` is ordered before `encode`, after
+// authentication and rewrites, so that auth still runs on every hit and the
+// key uses the final URI.
+//
+// Every response it handles carries an RFC 9211 Cache-Status header, e.g.
+// `Caddy; hit; ttl=42`, `Caddy; fwd=uri-miss; stored`,
+// `Caddy; fwd=stale; fwd-status=304; stored`, `Caddy; fwd=bypass; detail="method"`.
+//
+// Placeholders set for later handlers and access logs:
+//
+// Placeholder | Description
+// ------------|-------------
+// `{http.cache.status}` | hit, miss, stale, revalidated or bypass
+// `{http.cache.key}` | the cache key of the request ("" when bypassed before a key was made)
+// `{http.cache.detail}` | why a response was not served from or not stored in the cache ("" otherwise)
+type Handler struct {
+	// StorageRaw selects where entries live: a module in the namespace
+	// http.handlers.cache.storage, named by the "backend" key. Default: an
+	// in-memory store named "default" (256 MiB).
+	StorageRaw json.RawMessage `json:"storage,omitempty" caddy:"namespace=http.handlers.cache.storage inline_key=backend"`
+
+	// TTL is the freshness lifetime given to responses for which the origin
+	// gives no explicit freshness (no s-maxage, max-age or Expires). It takes
+	// precedence over the heuristic lifetime computed from Last-Modified.
+	// Default: 0 (heuristic freshness only).
+	TTL caddy.Duration `json:"ttl,omitempty"`
+
+	// TTLRules give per-URL lifetimes, like requests-cache's
+	// urls_expire_after: the first rule whose pattern matches wins and
+	// replaces TTL. A rule can also forbid storing.
+	TTLRules []TTLRule `json:"ttl_rules,omitempty"`
+
+	// CacheControl is "respect" (default) or "ignore". With "ignore", the
+	// lifetime of every response comes from TTLRules/TTL, whatever the
+	// origin's Cache-Control, Expires and no-cache say; no-store, private and
+	// Set-Cookie are still honoured, so private data is never shared.
+	CacheControl string `json:"cache_control,omitempty"`
+
+	// Methods lists the request methods served from the cache: GET and/or
+	// HEAD (HEAD is answered from a stored GET). Default: both.
+	Methods []string `json:"methods,omitempty"`
+
+	// Statuses lists the status codes that may be stored without explicit
+	// freshness ("heuristically cacheable"). Responses with other statuses
+	// are stored only when they carry explicit freshness. Default: 200, 203,
+	// 204, 300, 301, 308, 404, 405, 410, 414, 501.
+	Statuses []int `json:"status,omitempty"`
+
+	// Key changes what identifies a stored response.
+	Key *KeyConfig `json:"key,omitempty"`
+
+	// MaxEntrySize is the largest response body, in bytes, that is stored.
+	// Larger responses stream to the client and are not stored.
+	// Default: 16 MiB.
+	MaxEntrySize int64 `json:"max_entry_size,omitempty"`
+
+	// MaxVariants caps how many Vary variants of one URL are kept; the
+	// oldest is dropped beyond it. Default: 64.
+	MaxVariants int `json:"max_variants,omitempty"`
+
+	// LockTimeout is how long concurrent misses for the same key wait for
+	// the one request that fetches it before going to the origin themselves.
+	// A negative value (Caddyfile: 0) turns coalescing off. Default: 10s.
+	LockTimeout caddy.Duration `json:"lock_timeout,omitempty"`
+
+	// StorageTimeout bounds every storage call. A slower or failing store
+	// makes the request a miss that goes to the origin. Default: 1s.
+	StorageTimeout caddy.Duration `json:"storage_timeout,omitempty"`
+
+	// StatusHeader is the cache name written first in Cache-Status.
+	// Default: "Caddy".
+	StatusHeader string `json:"status_header,omitempty"`
+
+	// StoreSetCookie allows storing responses that carry Set-Cookie. Off by
+	// default: a shared cache must never give one client's cookie to another.
+	StoreSetCookie bool `json:"store_set_cookie,omitempty"`
+
+	store       storage.Store
+	lister      storage.Lister
+	backendName string
+	isMemory    bool
+	logger      *zap.Logger
+	cacheable   func(int) bool
+	ignoreCC    bool
+	allowGET    bool
+	allowHEAD   bool
+	flights     *flightGroup
+	storeDown   *atomic.Bool
+	now         func() time.Time
+}
+
+// TTLRule is one per-URL lifetime rule.
+type TTLRule struct {
+	// Match is a glob: `*` matches any run of characters, including `/`.
+	// A pattern starting with `/` is matched against the path; otherwise
+	// against host + path (e.g. `example.com/static/*`).
+	Match string `json:"match"`
+	// TTL is a duration ("10m"), "never" (no expiry: 1 year) or "no-store".
+	TTL string `json:"ttl"`
+
+	lifetime time.Duration
+	noStore  bool
+}
+
+// KeyConfig changes the cache key.
+type KeyConfig struct {
+	// IgnoreQuery lists query parameters left out of the key, by name or
+	// glob (e.g. "utm_*", "fbclid").
+	IgnoreQuery []string `json:"ignore_query,omitempty"`
+	// Headers lists request headers whose values are added to the key.
+	Headers []string `json:"headers,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.cache",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision sets up the handler and loads its storage.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	h.now = time.Now
+	h.flights = new(flightGroup)
+	h.storeDown = new(atomic.Bool)
+	if err := h.applyDefaults(); err != nil {
+		return err
+	}
+	var mod any
+	var err error
+	if h.StorageRaw == nil {
+		mod, err = ctx.LoadModuleByID("http.handlers.cache.storage.memory", json.RawMessage(`{}`))
+		if err != nil {
+			return fmt.Errorf("loading default storage: %w", err)
+		}
+		h.backendName = "memory"
+	} else {
+		mod, err = ctx.LoadModule(h, "StorageRaw")
+		if err != nil {
+			return fmt.Errorf("loading storage: %w", err)
+		}
+	}
+	st, ok := mod.(storage.Store)
+	if !ok {
+		return fmt.Errorf("storage module %T is not a storage.Store", mod)
+	}
+	if info, ok := mod.(caddy.Module); ok {
+		h.backendName = strings.TrimPrefix(string(info.CaddyModule().ID), "http.handlers.cache.storage.")
+	}
+	_, h.isMemory = mod.(*memory.Memory)
+	h.store = st
+	h.lister, _ = st.(storage.Lister)
+	return nil
+}
+
+func (h *Handler) applyDefaults() error {
+	if h.MaxEntrySize == 0 {
+		h.MaxEntrySize = DefaultMaxEntrySize
+	}
+	if h.LockTimeout == 0 {
+		h.LockTimeout = caddy.Duration(DefaultLockTimeout)
+	}
+	if h.StorageTimeout == 0 {
+		h.StorageTimeout = caddy.Duration(DefaultStorageTimeout)
+	}
+	if h.StatusHeader == "" {
+		h.StatusHeader = DefaultStatusHeader
+	}
+	if h.MaxVariants == 0 {
+		h.MaxVariants = DefaultMaxVariants
+	}
+	if err := h.Validate(); err != nil {
+		return err
+	}
+	if len(h.Methods) == 0 {
+		h.allowGET, h.allowHEAD = true, true
+	}
+	for _, m := range h.Methods {
+		switch m {
+		case http.MethodGet:
+			h.allowGET = true
+		case http.MethodHead:
+			h.allowHEAD = true
+		}
+	}
+	if len(h.Statuses) > 0 {
+		set := make(map[int]bool, len(h.Statuses))
+		for _, s := range h.Statuses {
+			set[s] = true
+		}
+		h.cacheable = func(s int) bool { return set[s] }
+	}
+	h.ignoreCC = h.CacheControl == "ignore"
+	for i := range h.TTLRules {
+		if err := h.TTLRules[i].parse(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Validate checks the configuration; every error names the option.
+func (h *Handler) Validate() error {
+	if h.MaxEntrySize < 0 {
+		return fmt.Errorf("max_entry_size must not be negative, got %d", h.MaxEntrySize)
+	}
+	if h.StorageTimeout < 0 {
+		return fmt.Errorf("storage_timeout must not be negative, got %s", time.Duration(h.StorageTimeout))
+	}
+	if h.TTL < 0 {
+		return fmt.Errorf("ttl must not be negative, got %s", time.Duration(h.TTL))
+	}
+	if h.MaxVariants < 0 {
+		return fmt.Errorf("max_variants must not be negative, got %d", h.MaxVariants)
+	}
+	switch h.CacheControl {
+	case "", "respect", "ignore":
+	default:
+		return fmt.Errorf("cache_control %q: want respect or ignore", h.CacheControl)
+	}
+	for _, m := range h.Methods {
+		if m != http.MethodGet && m != http.MethodHead {
+			return fmt.Errorf("methods: %q is not cacheable here (only GET and HEAD; request bodies are not part of the key)", m)
+		}
+	}
+	for _, s := range h.Statuses {
+		if s < 200 || s > 599 || s == http.StatusPartialContent || s == http.StatusNotModified {
+			return fmt.Errorf("status: %d cannot be cached (want a final status other than 206 and 304)", s)
+		}
+	}
+	if strings.ContainsAny(h.StatusHeader, " ;,\"=\t") {
+		return fmt.Errorf("status_header %q: must be a token (no spaces, quotes, ';', ',' or '=')", h.StatusHeader)
+	}
+	if h.Key != nil {
+		for _, q := range h.Key.IgnoreQuery {
+			if _, err := path.Match(q, ""); err != nil {
+				return fmt.Errorf("key ignore_query %q: %v", q, err)
+			}
+		}
+		for _, f := range h.Key.Headers {
+			if f == "" || strings.ContainsAny(f, " :\t") {
+				return fmt.Errorf("key headers: %q is not a header field name", f)
+			}
+		}
+	}
+	for i := range h.TTLRules {
+		r := h.TTLRules[i]
+		if err := r.parse(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *TTLRule) parse() error {
+	if r.Match == "" {
+		return fmt.Errorf("ttl rule: empty pattern")
+	}
+	switch r.TTL {
+	case "no-store":
+		r.noStore = true
+		return nil
+	case "never":
+		r.lifetime = 365 * 24 * time.Hour
+		return nil
+	}
+	d, err := caddy.ParseDuration(r.TTL)
+	if err != nil {
+		return fmt.Errorf("ttl %s %q: %v (want a duration, never or no-store)", r.Match, r.TTL, err)
+	}
+	if d < 0 {
+		return fmt.Errorf("ttl %s %q: must not be negative", r.Match, r.TTL)
+	}
+	r.lifetime = d
+	return nil
+}
+
+// matches reports whether the rule's glob matches the request.
+func (r *TTLRule) matches(host, p string) bool {
+	if strings.HasPrefix(r.Match, "/") {
+		return glob(r.Match, p)
+	}
+	return glob(r.Match, host+p)
+}
+
+// glob matches s against a pattern in which '*' stands for any run of
+// characters (including '/') and every other byte matches itself.
+func glob(pattern, s string) bool {
+	for {
+		star := strings.IndexByte(pattern, '*')
+		if star < 0 {
+			return pattern == s
+		}
+		if !strings.HasPrefix(s, pattern[:star]) {
+			return false
+		}
+		s = s[star:]
+		pattern = pattern[star+1:]
+		if pattern == "" {
+			return true
+		}
+		// try every position for the rest
+		for i := 0; i <= len(s); i++ {
+			if glob(pattern, s[i:]) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// Cleanup releases nothing of its own: the storage module is cleaned up by
+// Caddy, which loaded it.
+func (h *Handler) Cleanup() error { return nil }
+
+// storeRules returns the storability rules for this configuration.
+func (h *Handler) storeRules(forced bool) policy.StoreRules {
+	return policy.StoreRules{Cacheable: h.cacheable, StoreSetCookie: h.StoreSetCookie, ForcedTTL: forced}
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)
