@@ -78,8 +78,8 @@ func NormalizeVaryValue(name string, values []string) string {
 }
 
 // isTrimmedSimple reports whether v is already normal: a single element
-// without surrounding whitespace or commas (nor, when lower is set, upper
-// case letters, ";", "=" or quotes).
+// without surrounding whitespace, commas or quotes (nor, when lower is set,
+// any whitespace, upper case letters, ";" or "=").
 func isTrimmedSimple(v string, lower bool) bool {
 	if v == "" {
 		return true
@@ -92,7 +92,7 @@ func isTrimmedSimple(v string, lower bool) bool {
 		if c == ',' || c == '"' {
 			return false
 		}
-		if lower && (c == ';' || c == '=' || c == '\t' || ('A' <= c && c <= 'Z')) {
+		if lower && (c == ';' || c == '=' || isOWS(c) || ('A' <= c && c <= 'Z')) {
 			return false
 		}
 	}
