@@ -16,34 +16,35 @@ import (
 // than once with different values the field is treated as the RFC advises
 // (see ParseCacheControl).
 type Directives struct {
-	NoStore         bool
-	NoCache         bool
+	NoStore         bool     // no-store: never store (§5.2.1.5, §5.2.2.5)
+	NoCache         bool     // unqualified no-cache: revalidate before every use (§5.2.1.4, §5.2.2.4)
 	NoCacheFields   []string // no-cache="a, b": canonical header names; NoCache stays false when only the qualified form is present
-	Private         bool
+	Private         bool     // unqualified private: a shared cache must not store (§5.2.2.7)
 	PrivateFields   []string // private="a, b": canonical header names; Private stays false when only the qualified form is present
-	Public          bool
-	MustRevalidate  bool
-	ProxyRevalidate bool
-	MustUnderstand  bool
-	NoTransform     bool
-	Immutable       bool
-	OnlyIfCached    bool
+	Public          bool     // public: storable even with Authorization or a status that is not heuristically cacheable (§5.2.2.9)
+	MustRevalidate  bool     // must-revalidate: never served stale (§5.2.2.2)
+	ProxyRevalidate bool     // proxy-revalidate: must-revalidate for shared caches (§5.2.2.8)
+	MustUnderstand  bool     // must-understand: store only understood statuses, then ignore no-store (§5.2.2.3)
+	NoTransform     bool     // no-transform: do not transform the content (§5.2.2.6, §5.2.1.6)
+	Immutable       bool     // immutable: will not change while fresh (RFC 8246)
+	OnlyIfCached    bool     // request only-if-cached: answer from the cache or 504 (§5.2.1.7)
 
-	MaxAge      time.Duration
-	HasMaxAge   bool
-	SMaxAge     time.Duration
-	HasSMaxAge  bool
-	MinFresh    time.Duration
-	HasMinFresh bool
-	// MaxStale is the request's max-stale=N. A bare max-stale sets
-	// HasMaxStale and MaxStaleAny, with MaxStale at its 2^31 s ceiling.
+	MaxAge      time.Duration // max-age, whole seconds; 0 when invalid or conflicting (§5.2.1.1, §5.2.2.1)
+	HasMaxAge   bool          // max-age was present
+	SMaxAge     time.Duration // s-maxage, whole seconds; 0 when invalid or conflicting (§5.2.2.10)
+	HasSMaxAge  bool          // s-maxage was present
+	MinFresh    time.Duration // request min-fresh, whole seconds (§5.2.1.3)
+	HasMinFresh bool          // min-fresh was present and valid
+	// MaxStale is the request's max-stale=N (§5.2.1.2). A bare max-stale
+	// sets HasMaxStale and MaxStaleAny, with MaxStale at its ceiling
+	// MaxDelta.
 	MaxStale             time.Duration
-	HasMaxStale          bool
-	MaxStaleAny          bool
-	StaleWhileRevalidate time.Duration
-	HasSWR               bool
-	StaleIfError         time.Duration
-	HasSIE               bool
+	HasMaxStale          bool          // max-stale was present (bare or valid)
+	MaxStaleAny          bool          // max-stale without a value: any staleness is accepted
+	StaleWhileRevalidate time.Duration // stale-while-revalidate, whole seconds (RFC 5861 §3)
+	HasSWR               bool          // stale-while-revalidate was present and valid
+	StaleIfError         time.Duration // stale-if-error, whole seconds (RFC 5861 §4)
+	HasSIE               bool          // stale-if-error was present and valid
 
 	// Targeted is set by ResponseDirectives when the directives come
 	// from a targeted field such as CDN-Cache-Control instead of

@@ -222,6 +222,8 @@ func TestInvalidationTargets(t *testing.T) {
 		{"9111 §4.4 duplicates and fragments removed", "https://example.com/a#top", http.Header{"Location": {"/a#x"}, "Content-Location": {"https://example.com/a"}}, []string{"https://example.com/a"}},
 		{"9111 §4.4 unparsable Location ignored", "https://example.com/a", http.Header{"Location": {"http://[::1"}}, []string{"https://example.com/a"}},
 		{"9111 §4.4 empty Location ignored", "https://example.com/a", http.Header{"Location": {" "}}, []string{"https://example.com/a"}},
+		{"9111 §4.4 relative target keeps relative references only", "/a/b?q", http.Header{"Location": {"c"}, "Content-Location": {"https://example.com/d"}}, []string{"/a/b?q", "/a/c"}},
+		{"9111 §4.4 scheme compared case-insensitively", "https://example.com/a", http.Header{"Location": {"HTTPS://example.com/b"}}, []string{"https://example.com/a", "https://example.com/b"}},
 		{"9111 §4.4 IPv6 host with default port", "http://[::1]/a", http.Header{"Location": {"http://[::1]:80/b"}}, []string{"http://[::1]/a", "http://[::1]:80/b"}},
 	}
 	for _, tt := range tests {

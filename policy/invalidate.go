@@ -12,7 +12,9 @@ import (
 // they have the same origin (scheme compared case-insensitively, host
 // compared case-insensitively, default port 80 for http and 443 for https
 // ignored). Cross-origin or unparsable targets are left out, and so are
-// duplicates. Fragments are removed. The returned URLs are copies.
+// duplicates. Fragments are removed. The returned URLs are copies. reqURL
+// should be absolute (scheme and host set, as the cache key is): with a
+// relative reqURL only relative references can share its origin.
 func InvalidationTargets(reqURL *url.URL, respHeader http.Header) []*url.URL {
 	if reqURL == nil {
 		return nil
