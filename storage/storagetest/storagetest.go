@@ -787,11 +787,11 @@ func (s *suite) list(t *testing.T) {
 		t.Fatalf("List on an empty store: got keys %v, want none", sortedKeys(keys))
 	}
 	stored := map[string]*storage.Entry{
-		"site-a/1":   Entry("a1", 1000),
-		"site-a/2":   Entry("a2", 0),
-		"site-a":     Entry("a", 20),
-		"site-b/1":   Entry("b1", 3000),
-		"other":      Entry("other", 5),
+		"site-a/1":  Entry("a1", 1000),
+		"site-a/2":  Entry("a2", 0),
+		"site-a":    Entry("a", 20),
+		"site-b/1":  Entry("b1", 3000),
+		"other":     Entry("other", 5),
 		"site-a/日本": Entry("a-ja", 7),
 	}
 	for k, e := range stored {
