@@ -138,7 +138,10 @@ func decode(b []byte, withBody bool) (*Entry, error) {
 		}
 		e.BodySize = int64(rawLen)
 		if withBody {
-			out, err := zstdDecoder.DecodeAll(body, make([]byte, 0, rawLen))
+			// rawLen is only a capacity hint: bound it by what the
+			// compressed bytes can plausibly expand to, so a corrupt
+			// length cannot make Decode allocate gigabytes up front.
+			out, err := zstdDecoder.DecodeAll(body, make([]byte, 0, min(rawLen, 64*len(body)+64<<10)))
 			if err != nil {
 				return nil, corrupt("decompressing body: %v", err)
 			}
