@@ -171,8 +171,11 @@ func (x *exchange) serve() error {
 	if e := x.stored; e != nil {
 		now := h.now()
 		age := currentAge(e, now)
-		respCC, _ := policy.ResponseDirectives(e.Header, nil)
-		use, why := policy.Evaluate(age, e.Lifetime, respCC, x.reqCC, h.defaults())
+		use, why := policy.Evaluate(age, e.Lifetime, h.respDirectives(e.Header), x.reqCC, h.defaults())
+		if x.reqCC.HasMaxAge && x.reqCC.MaxAge == 0 {
+			// max-age=0 asks for validation even of a response aged 0s
+			use, why = policy.Revalidate, "request max-age=0"
+		}
 		switch use {
 		case policy.UseFresh:
 			return x.serveStored(e, age, statusHit, "")
@@ -204,8 +207,7 @@ func (x *exchange) serve() error {
 			if e := x.stored; e != nil {
 				now := h.now()
 				age := currentAge(e, now)
-				respCC, _ := policy.ResponseDirectives(e.Header, nil)
-				if use, _ := policy.Evaluate(age, e.Lifetime, respCC, x.reqCC, h.defaults()); use == policy.UseFresh {
+				if use, _ := policy.Evaluate(age, e.Lifetime, h.respDirectives(e.Header), x.reqCC, h.defaults()); use == policy.UseFresh {
 					return x.serveStored(e, age, statusHit, "")
 				}
 				if hasValidator(e.Header) {
@@ -406,7 +408,7 @@ func (x *exchange) forward() error {
 	if method == http.MethodHead && !x.reqCC.NoStore {
 		r.Method = http.MethodGet
 	}
-	defer func() {
+	restore := func() {
 		r.Method = method
 		for k, v := range saved {
 			if v == nil {
@@ -415,11 +417,14 @@ func (x *exchange) forward() error {
 				r.Header[k] = v
 			}
 		}
-	}()
+		saved = nil
+	}
+	defer restore()
 
 	x.requestTime = h.now()
 	c := newCapture(x.w, h.MaxEntrySize, x.decide)
 	err := x.next.ServeHTTP(c, r)
+	restore()
 
 	switch {
 	case c.wroteHeader && c.mode == modeHold && c.status == http.StatusNotModified:
@@ -683,8 +688,7 @@ func (x *exchange) freshen(c *capture) error {
 // staleIfErrorOK reports whether x.cond may replace an origin error.
 func (x *exchange) staleIfErrorOK(now time.Time) bool {
 	e := x.cond
-	respCC, _ := policy.ResponseDirectives(e.Header, nil)
-	return policy.StaleIfError(currentAge(e, now), e.Lifetime, respCC, x.reqCC, x.h.defaults())
+	return policy.StaleIfError(currentAge(e, now), e.Lifetime, x.h.respDirectives(e.Header), x.reqCC, x.h.defaults())
 }
 
 func (x *exchange) serveStaleOnError(status int) error {
@@ -708,6 +712,16 @@ func (x *exchange) serveStaleOnError(status int) error {
 }
 
 func (h *Handler) defaults() policy.Defaults { return policy.Defaults{} }
+
+// respDirectives returns the directives that govern reuse of a stored
+// response: none when cache_control is "ignore" (configuration decides).
+func (h *Handler) respDirectives(hdr http.Header) policy.Directives {
+	if h.ignoreCC {
+		return policy.Directives{}
+	}
+	d, _ := policy.ResponseDirectives(hdr, nil)
+	return d
+}
 
 // storageContext bounds a storage call by storage_timeout. The in-process
 // memory store never blocks, so it skips the timer.

@@ -1,0 +1,704 @@
+package cache
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// testEnv is a cache handler provisioned on its own memory store, served by
+// an httptest server, in front of an origin written as a Go function.
+type testEnv struct {
+	t      *testing.T
+	h      *Handler
+	srv    *httptest.Server
+	hits   atomic.Int64
+	origin func(w http.ResponseWriter, r *http.Request, n int64) error
+	clock  *fakeClock
+}
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// newEnv provisions a handler from a JSON config (storage defaults to a
+// memory store unique to the test) in front of origin.
+func newEnv(t *testing.T, config string, origin func(w http.ResponseWriter, r *http.Request, n int64) error) *testEnv {
+	t.Helper()
+	if config == "" {
+		config = "{}"
+	}
+	h := new(Handler)
+	if err := json.Unmarshal([]byte(config), h); err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	if h.StorageRaw == nil {
+		h.StorageRaw = json.RawMessage(fmt.Sprintf(`{"backend":"memory","name":%q}`, t.Name()))
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	if err := h.Provision(ctx); err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+	env := &testEnv{t: t, h: h, origin: origin}
+	// The clock starts at real time so that the store's own expiry (real
+	// time) agrees; tests advance it to age entries.
+	env.clock = &fakeClock{t: time.Now()}
+	h.now = env.clock.Now
+	env.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		repl := caddy.NewReplacer()
+		ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
+		r = r.WithContext(ctx)
+		err := h.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+			n := env.hits.Add(1)
+			return env.origin(w, r, n)
+		}))
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+		}
+	}))
+	t.Cleanup(env.srv.Close)
+	return env
+}
+
+type result struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func (e *testEnv) do(method, path string, hdr ...string) result {
+	e.t.Helper()
+	req, err := http.NewRequest(method, e.srv.URL+path, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatalf("%s %s: reading body: %v", method, path, err)
+	}
+	return result{resp.StatusCode, resp.Header, string(b)}
+}
+
+func (e *testEnv) get(path string, hdr ...string) result {
+	e.t.Helper()
+	return e.do(http.MethodGet, path, hdr...)
+}
+
+func (e *testEnv) wantHits(n int64) {
+	e.t.Helper()
+	if got := e.hits.Load(); got != n {
+		e.t.Fatalf("origin saw %d requests, want %d", got, n)
+	}
+}
+
+func wantStatus(t *testing.T, r result, sub string) {
+	t.Helper()
+	if cs := r.header.Get("Cache-Status"); !strings.Contains(cs, sub) {
+		t.Fatalf("Cache-Status %q, want it to contain %q", cs, sub)
+	}
+}
+
+func wantBody(t *testing.T, r result, body string) {
+	t.Helper()
+	if r.body != body {
+		t.Fatalf("body %q, want %q", r.body, body)
+	}
+}
+
+// fixed answers every request with the given headers and "body-N".
+func fixed(hdr ...string) func(http.ResponseWriter, *http.Request, int64) error {
+	return func(w http.ResponseWriter, r *http.Request, n int64) error {
+		for i := 0; i+1 < len(hdr); i += 2 {
+			w.Header().Add(hdr[i], hdr[i+1])
+		}
+		fmt.Fprintf(w, "body-%d", n)
+		return nil
+	}
+}
+
+func TestMissThenHit(t *testing.T) {
+	env := newEnv(t, "", fixed("Cache-Control", "max-age=60"))
+	r1 := env.get("/a")
+	wantStatus(t, r1, "Caddy; fwd=uri-miss; stored")
+	wantBody(t, r1, "body-1")
+	env.clock.Advance(5 * time.Second)
+	r2 := env.get("/a")
+	wantStatus(t, r2, "Caddy; hit; ttl=55")
+	wantBody(t, r2, "body-1")
+	if age := r2.header.Get("Age"); age != "5" {
+		t.Fatalf("Age %q, want 5", age)
+	}
+	if cl := r2.header.Get("Content-Length"); cl != "6" {
+		t.Fatalf("Content-Length %q, want 6", cl)
+	}
+	env.wantHits(1)
+	// another URL is another entry
+	wantBody(t, env.get("/b"), "body-2")
+	// HEAD is answered from the stored GET, without a body
+	r3 := env.do(http.MethodHead, "/a")
+	wantStatus(t, r3, "hit")
+	if r3.body != "" {
+		t.Fatalf("HEAD got a body %q", r3.body)
+	}
+	env.wantHits(2)
+}
+
+func TestExpiredEntryIsRefetched(t *testing.T) {
+	env := newEnv(t, "", fixed("Cache-Control", "max-age=10"))
+	wantBody(t, env.get("/"), "body-1")
+	env.clock.Advance(11 * time.Second)
+	r := env.get("/")
+	wantBody(t, r, "body-2")
+	wantStatus(t, r, "fwd=uri-miss") // no validator: dropped when it expired
+	env.wantHits(2)
+}
+
+func TestHeadMissStoresTheGet(t *testing.T) {
+	env := newEnv(t, "", fixed("Cache-Control", "max-age=60"))
+	r := env.do(http.MethodHead, "/h")
+	if r.body != "" {
+		t.Fatalf("HEAD got a body %q", r.body)
+	}
+	wantBody(t, env.get("/h"), "body-1")
+	env.wantHits(1)
+}
+
+func TestVary(t *testing.T) {
+	env := newEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Vary", "Accept-Encoding, X-Lang")
+		fmt.Fprintf(w, "%s|%s|%d", r.Header.Get("Accept-Encoding"), r.Header.Get("X-Lang"), n)
+		return nil
+	})
+	wantBody(t, env.get("/v", "Accept-Encoding", "gzip", "X-Lang", "en"), "gzip|en|1")
+	wantBody(t, env.get("/v", "Accept-Encoding", "br", "X-Lang", "en"), "br|en|2")
+	r := env.get("/v", "Accept-Encoding", "gzip", "X-Lang", "en")
+	wantBody(t, r, "gzip|en|1")
+	wantStatus(t, r, "hit")
+	wantBody(t, env.get("/v", "Accept-Encoding", "br", "X-Lang", "en"), "br|en|2")
+	// a different value of a selecting header is another variant
+	r = env.get("/v", "Accept-Encoding", "gzip", "X-Lang", "fr")
+	wantBody(t, r, "gzip|fr|3")
+	wantStatus(t, r, "fwd=vary-miss")
+	// absent selecting header is its own variant
+	wantBody(t, env.get("/v", "Accept-Encoding", "gzip"), "gzip||4")
+	env.wantHits(4)
+}
+
+func TestMaxVariants(t *testing.T) {
+	env := newEnv(t, `{"max_variants": 2}`, func(w http.ResponseWriter, r *http.Request, n int64) error {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Vary", "X-V")
+		fmt.Fprintf(w, "%s-%d", r.Header.Get("X-V"), n)
+		return nil
+	})
+	for _, v := range []string{"a", "b", "c"} {
+		env.get("/", "X-V", v)
+	}
+	// a was the oldest of three with room for two: dropped
+	wantBody(t, env.get("/", "X-V", "c"), "c-3")
+	wantBody(t, env.get("/", "X-V", "b"), "b-2")
+	wantBody(t, env.get("/", "X-V", "a"), "a-4")
+}
+
+func TestVaryStarNotStored(t *testing.T) {
+	env := newEnv(t, "", fixed("Cache-Control", "max-age=60", "Vary", "*"))
+	env.get("/")
+	r := env.get("/")
+	wantBody(t, r, "body-2")
+}
+
+func TestRevalidation304(t *testing.T) {
+	var sawINM, sawIMS atomic.Value
+	env := newEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		sawINM.Store(r.Header.Get("If-None-Match"))
+		sawIMS.Store(r.Header.Get("If-Modified-Since"))
+		w.Header().Set("Cache-Control", "max-age=10")
+		w.Header().Set("ETag", `"v1"`)
+		w.Header().Set("Last-Modified", "Mon, 02 Jan 2006 15:04:05 GMT")
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			w.Header().Set("X-Refreshed", "yes")
+			w.WriteHeader(http.StatusNotModified)
+			return nil
+		}
+		fmt.Fprintf(w, "body-%d", n)
+		return nil
+	})
+	wantBody(t, env.get("/r"), "body-1")
+	env.clock.Advance(15 * time.Second)
+	r := env.get("/r")
+	if r.status != 200 {
+		t.Fatalf("status %d, want 200", r.status)
+	}
+	wantBody(t, r, "body-1")
+	wantStatus(t, r, "fwd=stale; fwd-status=304")
+	if got := sawINM.Load(); got != `"v1"` {
+		t.Fatalf("origin saw If-None-Match %q", got)
+	}
+	if got := sawIMS.Load(); got != "Mon, 02 Jan 2006 15:04:05 GMT" {
+		t.Fatalf("origin saw If-Modified-Since %q", got)
+	}
+	if r.header.Get("X-Refreshed") != "yes" {
+		t.Fatalf("304 header not merged into the response: %v", r.header)
+	}
+	// freshened: a hit again, with the merged header
+	env.clock.Advance(2 * time.Second)
+	r = env.get("/r")
+	wantStatus(t, r, "hit")
+	wantBody(t, r, "body-1")
+	if r.header.Get("X-Refreshed") != "yes" {
+		t.Fatalf("merged header not stored")
+	}
+	env.wantHits(2)
+}
+
+func TestRevalidationGets200(t *testing.T) {
+	env := newEnv(t, "", fixed("Cache-Control", "max-age=10", "ETag", `"x"`))
+	env.get("/")
+	env.clock.Advance(11 * time.Second)
+	r := env.get("/")
+	wantBody(t, r, "body-2")
+	wantStatus(t, r, "fwd=stale; fwd-status=200; stored")
+	wantBody(t, env.get("/"), "body-2")
+	env.wantHits(2)
+}
+
+func TestRevalidationErrorPassesThrough(t *testing.T) {
+	fail := atomic.Bool{}
+	env := newEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		if fail.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, "down")
+			return nil
+		}
+		w.Header().Set("Cache-Control", "max-age=10")
+		w.Header().Set("ETag", `"x"`)
+		fmt.Fprintf(w, "body-%d", n)
+		return nil
+	})
+	env.get("/")
+	env.clock.Advance(11 * time.Second)
+	fail.Store(true)
+	r := env.get("/")
+	if r.status != http.StatusServiceUnavailable || r.body != "down" {
+		t.Fatalf("got %d %q, want the origin's 503", r.status, r.body)
+	}
+}
+
+func TestClientConditionalOnHit(t *testing.T) {
+	env := newEnv(t, "", fixed("Cache-Control", "max-age=60", "ETag", `"e1"`))
+	env.get("/")
+	r := env.get("/", "If-None-Match", `"e1"`)
+	if r.status != http.StatusNotModified {
+		t.Fatalf("status %d, want 304", r.status)
+	}
+	if r.header.Get("ETag") != `"e1"` || r.header.Get("Cache-Status") == "" {
+		t.Fatalf("304 header %v", r.header)
+	}
+	r = env.get("/", "If-None-Match", `"other"`)
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d, want 200", r.status)
+	}
+	env.wantHits(1)
+}
+
+func TestRangeOnHit(t *testing.T) {
+	env := newEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprint(w, "0123456789")
+		return nil
+	})
+	env.get("/f")
+	r := env.get("/f", "Range", "bytes=2-4")
+	if r.status != http.StatusPartialContent || r.body != "234" {
+		t.Fatalf("got %d %q, want 206 \"234\"", r.status, r.body)
+	}
+	if cr := r.header.Get("Content-Range"); cr != "bytes 2-4/10" {
+		t.Fatalf("Content-Range %q", cr)
+	}
+	r = env.get("/f", "Range", "bytes=20-30")
+	if r.status != http.StatusRequestedRangeNotSatisfiable {
+		t.Fatalf("status %d, want 416", r.status)
+	}
+	env.wantHits(1)
+}
+
+func TestNotStored(t *testing.T) {
+	cases := []struct {
+		name   string
+		hdr    []string
+		req    []string
+		detail string
+	}{
+		{"response no-store", []string{"Cache-Control", "max-age=60, no-store"}, nil, ""},
+		{"response private", []string{"Cache-Control", "private, max-age=60"}, nil, ""},
+		{"Set-Cookie", []string{"Cache-Control", "max-age=60", "Set-Cookie", "a=b"}, nil, ""},
+		{"Authorization without public", []string{"Cache-Control", "max-age=60"}, []string{"Authorization", "Bearer x"}, ""},
+		{"request no-store", []string{"Cache-Control", "max-age=60"}, []string{"Cache-Control", "no-store"}, ""},
+		{"no freshness for 302", []string{"Location", "/x"}, nil, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newEnv(t, "", fixed(tc.hdr...))
+			r1 := env.get("/", tc.req...)
+			if strings.Contains(r1.header.Get("Cache-Status"), "stored") {
+				t.Fatalf("Cache-Status %q claims stored", r1.header.Get("Cache-Status"))
+			}
+			r2 := env.get("/", tc.req...)
+			wantBody(t, r2, "body-2")
+			env.wantHits(2)
+		})
+	}
+}
+
+func TestAuthorizationWithPublicIsStored(t *testing.T) {
+	env := newEnv(t, "", fixed("Cache-Control", "public, max-age=60"))
+	env.get("/", "Authorization", "Bearer a")
+	wantBody(t, env.get("/", "Authorization", "Bearer a"), "body-1")
+}
+
+func TestStoreSetCookieOption(t *testing.T) {
+	env := newEnv(t, `{"store_set_cookie": true}`, fixed("Cache-Control", "max-age=60", "Set-Cookie", "a=b"))
+	env.get("/")
+	wantBody(t, env.get("/"), "body-1")
+}
+
+func TestUnsafeMethodInvalidates(t *testing.T) {
+	env := newEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		if r.Method == http.MethodPost {
+			w.Header().Set("Location", "/other")
+			w.Header().Set("Content-Location", "http://elsewhere.example/x")
+			w.WriteHeader(http.StatusCreated)
+			return nil
+		}
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprintf(w, "%s-%d", r.URL.Path, n)
+		return nil
+	})
+	env.get("/target")
+	env.get("/other")
+	wantBody(t, env.get("/target"), "/target-1")
+	r := env.do(http.MethodPost, "/target")
+	if r.status != http.StatusCreated {
+		t.Fatalf("POST status %d", r.status)
+	}
+	wantBody(t, env.get("/target"), "/target-4")
+	wantBody(t, env.get("/other"), "/other-5")
+}
+
+func TestFailedUnsafeMethodKeepsEntry(t *testing.T) {
+	env := newEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		if r.Method == http.MethodDelete {
+			w.WriteHeader(http.StatusForbidden)
+			return nil
+		}
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprintf(w, "body-%d", n)
+		return nil
+	})
+	env.get("/")
+	env.do(http.MethodDelete, "/")
+	wantBody(t, env.get("/"), "body-1")
+}
+
+func TestCoalescing(t *testing.T) {
+	gate := make(chan struct{})
+	var arrived atomic.Int64
+	env := newEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		<-gate
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprintf(w, "body-%d", n)
+		return nil
+	})
+	inner := env.srv.Config.Handler
+	env.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived.Add(1)
+		inner.ServeHTTP(w, r)
+	})
+	const clients = 100
+	var wg sync.WaitGroup
+	bodies := make([]string, clients)
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			bodies[i] = env.get("/c").body
+		}(i)
+	}
+	for arrived.Load() < clients {
+		time.Sleep(time.Millisecond)
+	}
+	close(gate)
+	wg.Wait()
+	env.wantHits(1)
+	for i, b := range bodies {
+		if b != "body-1" {
+			t.Fatalf("client %d got %q", i, b)
+		}
+	}
+}
+
+func TestCoalescingPrivateNotShared(t *testing.T) {
+	gate := make(chan struct{})
+	var arrived atomic.Int64
+	env := newEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		<-gate
+		w.Header().Set("Cache-Control", "private, max-age=60")
+		fmt.Fprintf(w, "for-%s", r.Header.Get("X-Client"))
+		return nil
+	})
+	inner := env.srv.Config.Handler
+	env.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived.Add(1)
+		inner.ServeHTTP(w, r)
+	})
+	const clients = 50
+	var wg sync.WaitGroup
+	bodies := make([]string, clients)
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			bodies[i] = env.get("/p", "X-Client", fmt.Sprint(i)).body
+		}(i)
+	}
+	for arrived.Load() < clients {
+		time.Sleep(time.Millisecond)
+	}
+	close(gate)
+	wg.Wait()
+	for i, b := range bodies {
+		if want := fmt.Sprintf("for-%d", i); b != want {
+			t.Fatalf("client %d got %q, want %q", i, b, want)
+		}
+	}
+	env.wantHits(clients)
+}
+
+func TestTruncatedBodyNotStored(t *testing.T) {
+	env := newEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Length", "100")
+		fmt.Fprint(w, "only part of it")
+		return nil
+	})
+	req, _ := http.NewRequest(http.MethodGet, env.srv.URL+"/t", nil)
+	if resp, err := env.srv.Client().Do(req); err == nil {
+		_, _ = io.ReadAll(resp.Body) // unexpected EOF expected
+		resp.Body.Close()
+	}
+	if resp, err := env.srv.Client().Do(req); err == nil {
+		_, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	env.wantHits(2)
+}
+
+func TestOriginErrorNotStored(t *testing.T) {
+	env := newEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.WriteHeader(http.StatusOK)
+		fmt.Fprint(w, "partial")
+		return fmt.Errorf("upstream broke")
+	})
+	env.get("/")
+	env.get("/")
+	env.wantHits(2)
+}
+
+func TestOversizeStreamsAndIsNotStored(t *testing.T) {
+	big := strings.Repeat("x", 4096)
+	env := newEnv(t, `{"max_entry_size": 1024}`, func(w http.ResponseWriter, r *http.Request, n int64) error {
+		w.Header().Set("Cache-Control", "max-age=60")
+		// no Content-Length: written in chunks
+		for i := 0; i < 4; i++ {
+			fmt.Fprint(w, big[:1024])
+			http.NewResponseController(w).Flush()
+		}
+		return nil
+	})
+	r := env.get("/big")
+	wantBody(t, r, big)
+	r = env.get("/big")
+	wantBody(t, r, big)
+	env.wantHits(2)
+}
+
+func TestOversizeWithContentLength(t *testing.T) {
+	big := strings.Repeat("y", 2048)
+	env := newEnv(t, `{"max_entry_size": 1024}`, fixed("Cache-Control", "max-age=60", "Content-Length", "2048"))
+	env.origin = func(w http.ResponseWriter, r *http.Request, n int64) error {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Length", "2048")
+		fmt.Fprint(w, big)
+		return nil
+	}
+	r := env.get("/")
+	wantBody(t, r, big)
+	if strings.Contains(r.header.Get("Cache-Status"), "stored") {
+		t.Fatalf("Cache-Status %q", r.header.Get("Cache-Status"))
+	}
+	env.get("/")
+	env.wantHits(2)
+}
+
+func TestEventStreamNotStored(t *testing.T) {
+	env := newEnv(t, "", fixed("Cache-Control", "max-age=60", "Content-Type", "text/event-stream"))
+	env.get("/")
+	env.get("/")
+	env.wantHits(2)
+}
+
+func TestRequestNoCacheRevalidates(t *testing.T) {
+	env := newEnv(t, "", fixed("Cache-Control", "max-age=60"))
+	env.get("/")
+	r := env.get("/", "Cache-Control", "no-cache")
+	wantBody(t, r, "body-2")
+	wantBody(t, env.get("/", "Cache-Control", "max-age=0"), "body-3")
+	wantBody(t, env.get("/"), "body-3")
+}
+
+func TestOnlyIfCached(t *testing.T) {
+	env := newEnv(t, "", fixed("Cache-Control", "max-age=60"))
+	r := env.get("/", "Cache-Control", "only-if-cached")
+	if r.status != http.StatusGatewayTimeout {
+		t.Fatalf("status %d, want 504", r.status)
+	}
+	env.wantHits(0)
+	env.get("/")
+	r = env.get("/", "Cache-Control", "only-if-cached")
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d, want 200 from cache", r.status)
+	}
+}
+
+func TestTTLConfig(t *testing.T) {
+	env := newEnv(t, `{"ttl": "30s", "ttl_rules": [{"match": "/never/*", "ttl": "no-store"}, {"match": "/short/*", "ttl": "5s"}]}`,
+		fixed("X-No-Freshness", "1"))
+	env.get("/x")
+	env.get("/short/a")
+	env.get("/never/a")
+	env.clock.Advance(10 * time.Second)
+	wantBody(t, env.get("/x"), "body-1")       // default ttl 30s
+	wantBody(t, env.get("/short/a"), "body-4") // rule 5s: expired
+	wantBody(t, env.get("/never/a"), "body-5") // not stored
+}
+
+func TestOriginFreshnessWinsOverTTL(t *testing.T) {
+	env := newEnv(t, `{"ttl": "1h"}`, fixed("Cache-Control", "max-age=5"))
+	env.get("/")
+	env.clock.Advance(10 * time.Second)
+	wantBody(t, env.get("/"), "body-2")
+}
+
+func TestCacheControlIgnore(t *testing.T) {
+	env := newEnv(t, `{"ttl": "1h", "cache_control": "ignore"}`, fixed("Cache-Control", "no-cache, max-age=0"))
+	env.get("/")
+	env.clock.Advance(10 * time.Second)
+	wantBody(t, env.get("/"), "body-1")
+	// private is still honoured
+	env2 := newEnv(t, `{"ttl": "1h", "cache_control": "ignore"}`, fixed("Cache-Control", "private"))
+	env2.get("/")
+	wantBody(t, env2.get("/"), "body-2")
+}
+
+func TestKeyIgnoreQueryAndHeaders(t *testing.T) {
+	env := newEnv(t, `{"key": {"ignore_query": ["utm_*", "fbclid"], "headers": ["X-Tenant"]}}`,
+		fixed("Cache-Control", "max-age=60"))
+	env.get("/?a=1&utm_source=x", "X-Tenant", "t1")
+	wantBody(t, env.get("/?a=1&fbclid=9", "X-Tenant", "t1"), "body-1")
+	wantBody(t, env.get("/?a=1", "X-Tenant", "t2"), "body-2")
+	wantBody(t, env.get("/?a=2", "X-Tenant", "t1"), "body-3")
+	// invalidation reaches every key-header variant of the URL
+	env.do(http.MethodPut, "/?a=1")
+	wantBody(t, env.get("/?a=1", "X-Tenant", "t1"), "body-5")
+	wantBody(t, env.get("/?a=1", "X-Tenant", "t2"), "body-6")
+}
+
+func TestBypass(t *testing.T) {
+	env := newEnv(t, "", fixed("Cache-Control", "max-age=60"))
+	for _, hdr := range [][]string{{"X-HTTP-Method-Override", "DELETE"}, {"Upgrade", "websocket"}} {
+		r := env.get("/", hdr...)
+		wantStatus(t, r, "fwd=bypass")
+	}
+	r := env.do(http.MethodOptions, "/")
+	wantStatus(t, r, "fwd=bypass")
+	wantBody(t, env.get("/"), "body-4")
+}
+
+func TestMethodsOption(t *testing.T) {
+	env := newEnv(t, `{"methods": ["GET"]}`, fixed("Cache-Control", "max-age=60"))
+	env.get("/")
+	r := env.do(http.MethodHead, "/")
+	wantStatus(t, r, "fwd=bypass")
+}
+
+func TestStatusOption(t *testing.T) {
+	env := newEnv(t, `{"status": [200]}`, func(w http.ResponseWriter, r *http.Request, n int64) error {
+		w.Header().Set("Last-Modified", "Mon, 02 Jan 2006 15:04:05 GMT")
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprintf(w, "body-%d", n)
+		return nil
+	})
+	env.get("/")
+	wantBody(t, env.get("/"), "body-2") // 404 not heuristically cacheable here
+}
+
+func TestPlaceholders(t *testing.T) {
+	env := newEnv(t, "", fixed("Cache-Control", "max-age=60"))
+	var got atomic.Value
+	inner := env.srv.Config.Handler
+	_ = inner
+	env.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		repl := caddy.NewReplacer()
+		r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+		_ = env.h.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+			env.hits.Add(1)
+			return env.origin(w, r, 1)
+		}))
+		s, _ := repl.GetString("http.cache.status")
+		k, _ := repl.GetString("http.cache.key")
+		got.Store(s + " " + k)
+	})
+	env.get("/p?q=1")
+	if g := got.Load().(string); !strings.HasPrefix(g, "miss http://127.0.0.1:") || !strings.HasSuffix(g, "/p?q=1") {
+		t.Fatalf("placeholders %q", g)
+	}
+	env.get("/p?q=1")
+	if g := got.Load().(string); !strings.HasPrefix(g, "hit ") {
+		t.Fatalf("placeholders %q", g)
+	}
+}
