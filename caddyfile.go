@@ -48,6 +48,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		storage_timeout <duration>
 //		status_header <name>
 //		store_set_cookie
+//		stale_while_revalidate <duration>
+//		stale_if_error <duration>
+//		targeted_fields <fields...>
+//		forward_targeted
 //	}
 //
 // Every option may appear once, except ttl with a pattern (one line per
@@ -101,6 +105,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&h.StatusHeader) {
 				return d.ArgErr()
 			}
+		case "stale_while_revalidate":
+			err = parseDuration(d, &h.StaleWhileRevalidate, false)
+		case "stale_if_error":
+			err = parseDuration(d, &h.StaleIfError, false)
+		case "targeted_fields":
+			h.TargetedFields = d.RemainingArgs()
+			if len(h.TargetedFields) == 0 {
+				return d.ArgErr()
+			}
+		case "forward_targeted":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			h.ForwardTargeted = true
 		case "store_set_cookie":
 			if d.NextArg() {
 				return d.ArgErr()

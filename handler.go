@@ -157,7 +157,8 @@ type exchange struct {
 	detail    string
 
 	// set while forwarding
-	cond        *storage.Entry // the stale entry being revalidated
+	stale       *storage.Entry // the stored response the request could not use as is
+	cond        *storage.Entry // stale, when it has validators: revalidated conditionally
 	requestTime time.Time
 	pending     *storage.Entry // response being collected for storing
 }
@@ -181,16 +182,15 @@ func (x *exchange) serve() error {
 			return x.serveStored(e, age, statusHit, "")
 		case policy.UseStale:
 			return x.serveStored(e, age, statusStale, why)
+		case policy.UseStaleRevalidate:
+			x.revalidateInBackground(e)
+			return x.serveStored(e, age, statusStale, "stale-while-revalidate")
 		}
-		// UseStaleRevalidate is treated as Revalidate: the request waits
-		// for the origin.
 		x.fwd, x.detail = "stale", why
 		if x.reqCC.NoCache || x.reqCC.HasMaxAge || x.reqCC.HasMinFresh {
 			x.fwd = "request"
 		}
-		if hasValidator(e.Header) {
-			x.cond = e
-		}
+		x.useStale(e)
 	}
 	if x.reqCC.OnlyIfCached {
 		return x.gatewayTimeout()
@@ -210,14 +210,69 @@ func (x *exchange) serve() error {
 				if use, _ := policy.Evaluate(age, e.Lifetime, h.respDirectives(e.Header), x.reqCC, h.defaults()); use == policy.UseFresh {
 					return x.serveStored(e, age, statusHit, "")
 				}
-				if hasValidator(e.Header) {
-					x.cond = e
-				}
+				x.useStale(e)
 			}
 		}
 	}
 	return x.forward()
 }
+
+// useStale records the stored response to revalidate (when it has a
+// validator) and to fall back on when the origin fails (stale-if-error).
+func (x *exchange) useStale(e *storage.Entry) {
+	x.stale, x.cond = e, nil
+	if hasValidator(e.Header) {
+		x.cond = e
+	}
+}
+
+// revalidateInBackground starts one background request that refreshes the
+// entry (RFC 5861 stale-while-revalidate), unless one is already running
+// for the key. It runs with its own replacer and a copy of the request's
+// variables, detached from the client's connection.
+func (x *exchange) revalidateInBackground(e *storage.Entry) {
+	h := x.h
+	f, leader := h.flights.join(x.key)
+	if !leader {
+		return
+	}
+	r := x.r.Clone(context.WithoutCancel(x.r.Context()))
+	r.Method = http.MethodGet
+	vars := map[string]any{}
+	if v, ok := x.r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any); ok {
+		for k, val := range v {
+			vars[k] = val
+		}
+	}
+	repl := caddy.NewReplacer()
+	srv, _ := x.r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	r = caddyhttp.PrepareRequest(r, repl, nil, srv)
+	r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, vars))
+	bx := &exchange{h: h, w: newDiscardWriter(), r: r, next: x.next, repl: repl, key: x.key,
+		storedKey: x.storedKey, fwd: "stale", detail: "background revalidation"}
+	bx.useStale(e)
+	go func() {
+		defer h.flights.release(x.key, f)
+		defer func() {
+			if v := recover(); v != nil && v != http.ErrAbortHandler {
+				h.logger.Error("background revalidation panicked", zap.Any("panic", v))
+			}
+		}()
+		if err := bx.forward(); err != nil {
+			if ce := h.logger.Check(zapcore.DebugLevel, "background revalidation failed"); ce != nil {
+				ce.Write(zap.Error(err))
+			}
+		}
+	}()
+}
+
+// discardWriter is the ResponseWriter of background requests.
+type discardWriter struct{ hdr http.Header }
+
+func newDiscardWriter() *discardWriter               { return &discardWriter{hdr: http.Header{}} }
+func (d *discardWriter) Header() http.Header         { return d.hdr }
+func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (d *discardWriter) WriteHeader(int)             {}
 
 // coalescable reports whether this request may wait for a concurrent fetch of
 // the same key instead of going to the origin itself.
@@ -279,6 +334,7 @@ func (x *exchange) serveStored(e *storage.Entry, age time.Duration, status, deta
 	h := x.h
 	hdr := x.w.Header()
 	copyHeaderShared(hdr, e.Header)
+	h.stripTargeted(hdr)
 	ageSec := int64(age / time.Second)
 	hdr["Age"] = []string{strconv.FormatInt(ageSec, 10)}
 	ttl := int64((e.Lifetime - age) / time.Second)
@@ -432,6 +488,9 @@ func (x *exchange) forward() error {
 	case c.wroteHeader && c.mode == modeHold:
 		// an origin error replaced by the stale response
 		return x.serveStaleOnError(c.status)
+	case err != nil && !c.wroteHeader && x.stale != nil && x.staleIfErrorOK(h.now()):
+		// no response at all (connection refused, timeout): stale-if-error
+		return x.serveStaleOnError(http.StatusBadGateway)
 	case err != nil:
 		return err
 	}
@@ -449,13 +508,11 @@ func (x *exchange) forward() error {
 func (x *exchange) decide(status int, hdr http.Header) captureMode {
 	h := x.h
 	now := h.now()
-	if x.cond != nil {
-		if status == http.StatusNotModified {
-			return modeHold
-		}
-		if status >= 500 && x.staleIfErrorOK(now) {
-			return modeHold
-		}
+	if x.cond != nil && status == http.StatusNotModified {
+		return modeHold
+	}
+	if x.stale != nil && status >= 500 && x.staleIfErrorOK(now) {
+		return modeHold
 	}
 	stored, detail := false, ""
 	defer func() {
@@ -473,6 +530,7 @@ func (x *exchange) decide(status int, hdr http.Header) captureMode {
 			cs += "; detail=" + strconv.Quote(detail)
 		}
 		hdr["Cache-Status"] = []string{cs}
+		h.stripTargeted(hdr)
 		st := statusMiss
 		if x.cond != nil {
 			st = statusStale
@@ -513,7 +571,7 @@ func (x *exchange) decide(status int, hdr http.Header) captureMode {
 // newEntry builds the entry for a response, or says why it is not stored.
 func (x *exchange) newEntry(status int, hdr http.Header, now time.Time) (*storage.Entry, string) {
 	h := x.h
-	respCC, _ := policy.ResponseDirectives(hdr, nil)
+	respCC, _ := policy.ResponseDirectives(hdr, h.targets)
 	u, host := requestURL(x.r)
 	lifetime, forced, noStore := h.lifetime(status, hdr, respCC, now, host, x.r.URL.EscapedPath())
 	if noStore {
@@ -656,7 +714,7 @@ func (x *exchange) freshen(c *capture) error {
 	h, old := x.h, x.cond
 	now := h.now()
 	merged := policy.Freshen(old.Header, c.hdr)
-	respCC, _ := policy.ResponseDirectives(merged, nil)
+	respCC, _ := policy.ResponseDirectives(merged, h.targets)
 	u, host := requestURL(x.r)
 	lifetime, _, _ := h.lifetime(old.Status, merged, respCC, now, host, x.r.URL.EscapedPath())
 	initialAge := policy.InitialAge(c.hdr, x.requestTime, now)
@@ -685,17 +743,18 @@ func (x *exchange) freshen(c *capture) error {
 	return x.serveStored(e, initialAge, statusRevalidated, "")
 }
 
-// staleIfErrorOK reports whether x.cond may replace an origin error.
+// staleIfErrorOK reports whether x.stale may replace an origin error.
 func (x *exchange) staleIfErrorOK(now time.Time) bool {
-	e := x.cond
+	e := x.stale
 	return policy.StaleIfError(currentAge(e, now), e.Lifetime, x.h.respDirectives(e.Header), x.reqCC, x.h.defaults())
 }
 
 func (x *exchange) serveStaleOnError(status int) error {
-	e := x.cond
+	e := x.stale
 	age := currentAge(e, x.h.now())
 	hdr := x.w.Header()
 	copyHeaderShared(hdr, e.Header)
+	x.h.stripTargeted(hdr)
 	hdr["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
 	ttl := int64((e.Lifetime - age) / time.Second)
 	hdr["Cache-Status"] = []string{x.h.StatusHeader + "; fwd=stale; fwd-status=" + strconv.Itoa(status) +
@@ -711,7 +770,23 @@ func (x *exchange) serveStaleOnError(status int) error {
 	return nil
 }
 
-func (h *Handler) defaults() policy.Defaults { return policy.Defaults{} }
+func (h *Handler) defaults() policy.Defaults {
+	return policy.Defaults{
+		StaleWhileRevalidate: time.Duration(h.StaleWhileRevalidate),
+		StaleIfError:         time.Duration(h.StaleIfError),
+	}
+}
+
+// stripTargeted removes the targeted cache-control fields from a response
+// header going to a client, unless they are to be forwarded.
+func (h *Handler) stripTargeted(hdr http.Header) {
+	if h.ForwardTargeted {
+		return
+	}
+	for _, f := range h.targets {
+		delete(hdr, f)
+	}
+}
 
 // respDirectives returns the directives that govern reuse of a stored
 // response: none when cache_control is "ignore" (configuration decides).
@@ -719,7 +794,7 @@ func (h *Handler) respDirectives(hdr http.Header) policy.Directives {
 	if h.ignoreCC {
 		return policy.Directives{}
 	}
-	d, _ := policy.ResponseDirectives(hdr, nil)
+	d, _ := policy.ResponseDirectives(hdr, h.targets)
 	return d
 }
 

@@ -702,3 +702,133 @@ func TestPlaceholders(t *testing.T) {
 		t.Fatalf("placeholders %q", g)
 	}
 }
+
+func TestStaleWhileRevalidate(t *testing.T) {
+	release := make(chan struct{})
+	var refreshes atomic.Int64
+	env := newEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		w.Header().Set("Cache-Control", "max-age=10, stale-while-revalidate=60")
+		if n > 1 {
+			refreshes.Add(1)
+			<-release
+		}
+		fmt.Fprintf(w, "body-%d", n)
+		return nil
+	})
+	env.get("/")
+	env.clock.Advance(15 * time.Second)
+	// several stale requests: all served stale at once, one background refresh
+	for i := 0; i < 5; i++ {
+		r := env.get("/")
+		wantBody(t, r, "body-1")
+		wantStatus(t, r, `detail="stale-while-revalidate"`)
+	}
+	close(release)
+	// the refresh lands in the store: wait for it (bounded)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := env.get("/")
+		if r.body == "body-2" {
+			wantStatus(t, r, "hit")
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("background refresh never stored; last body %q", r.body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := refreshes.Load(); n != 1 {
+		t.Fatalf("%d background refreshes, want exactly 1", n)
+	}
+}
+
+func TestStaleWhileRevalidateConfigDefault(t *testing.T) {
+	env := newEnv(t, `{"stale_while_revalidate": "1m"}`, fixed("Cache-Control", "max-age=10"))
+	env.get("/")
+	env.clock.Advance(15 * time.Second)
+	r := env.get("/")
+	wantBody(t, r, "body-1")
+	wantStatus(t, r, "stale-while-revalidate")
+}
+
+func TestStaleIfError(t *testing.T) {
+	var mode atomic.Int32 // 0 ok, 1 503, 2 error without response
+	env := newEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		switch mode.Load() {
+		case 1:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, "origin down")
+			return nil
+		case 2:
+			return fmt.Errorf("dial tcp: connection refused")
+		}
+		w.Header().Set("Cache-Control", "max-age=10, stale-if-error=60")
+		fmt.Fprintf(w, "original-%d", n)
+		return nil
+	})
+	env.get("/")
+	env.clock.Advance(15 * time.Second)
+	mode.Store(1)
+	r := env.get("/")
+	if r.status != 200 || r.body != "original-1" {
+		t.Fatalf("got %d %q, want the stale 200", r.status, r.body)
+	}
+	wantStatus(t, r, `fwd=stale; fwd-status=503`)
+	wantStatus(t, r, `detail="stale-if-error"`)
+	mode.Store(2)
+	r = env.get("/")
+	if r.status != 200 || r.body != "original-1" {
+		t.Fatalf("got %d %q, want the stale 200 on a connection failure", r.status, r.body)
+	}
+	// past the window, the error passes through
+	env.clock.Advance(2 * time.Minute)
+	mode.Store(1)
+	r = env.get("/")
+	if r.status != http.StatusServiceUnavailable {
+		t.Fatalf("status %d past stale-if-error, want 503", r.status)
+	}
+}
+
+func TestStaleIfErrorNotWithMustRevalidate(t *testing.T) {
+	fail := atomic.Bool{}
+	env := newEnv(t, `{"stale_if_error": "1h"}`, func(w http.ResponseWriter, r *http.Request, n int64) error {
+		if fail.Load() {
+			w.WriteHeader(http.StatusBadGateway)
+			return nil
+		}
+		w.Header().Set("Cache-Control", "max-age=10, must-revalidate")
+		w.Header().Set("ETag", `"a"`)
+		fmt.Fprint(w, "x")
+		return nil
+	})
+	env.get("/")
+	env.clock.Advance(15 * time.Second)
+	fail.Store(true)
+	if r := env.get("/"); r.status != http.StatusBadGateway {
+		t.Fatalf("status %d, want the origin's 502 (must-revalidate)", r.status)
+	}
+}
+
+func TestTargetedCacheControl(t *testing.T) {
+	env := newEnv(t, "", fixed("Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60"))
+	r := env.get("/")
+	if r.header.Get("CDN-Cache-Control") != "" {
+		t.Fatalf("CDN-Cache-Control forwarded to the client")
+	}
+	if r.header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("Cache-Control %q, want it passed on", r.header.Get("Cache-Control"))
+	}
+	r = env.get("/")
+	wantBody(t, r, "body-1")
+	if r.header.Get("CDN-Cache-Control") != "" {
+		t.Fatalf("CDN-Cache-Control sent on a hit")
+	}
+	env2 := newEnv(t, `{"targeted_fields": ["Caddy-Cache-Control", "CDN-Cache-Control"], "forward_targeted": true}`,
+		fixed("CDN-Cache-Control", "no-store", "Caddy-Cache-Control", "max-age=60"))
+	env2.get("/")
+	r = env2.get("/")
+	wantBody(t, r, "body-1")
+	if r.header.Get("CDN-Cache-Control") == "" {
+		t.Fatalf("forward_targeted: CDN-Cache-Control missing")
+	}
+}

@@ -118,6 +118,28 @@ type Handler struct {
 	// default: a shared cache must never give one client's cookie to another.
 	StoreSetCookie bool `json:"store_set_cookie,omitempty"`
 
+	// StaleWhileRevalidate is how long past its freshness a stored response
+	// may be served while one background request revalidates it, when the
+	// response has no stale-while-revalidate directive (RFC 5861).
+	// Default: 0 (only when the origin says so).
+	StaleWhileRevalidate caddy.Duration `json:"stale_while_revalidate,omitempty"`
+
+	// StaleIfError is how long past its freshness a stored response may be
+	// served when the origin fails (5xx or no response), when the response
+	// has no stale-if-error directive (RFC 5861). Default: 0 (only when the
+	// origin says so).
+	StaleIfError caddy.Duration `json:"stale_if_error,omitempty"`
+
+	// TargetedFields are the targeted cache-control fields (RFC 9213) this
+	// cache obeys, in order of precedence, before Cache-Control. They are
+	// removed from responses sent to clients unless ForwardTargeted is set.
+	// Default: ["CDN-Cache-Control"].
+	TargetedFields []string `json:"targeted_fields,omitempty"`
+
+	// ForwardTargeted keeps the targeted fields in responses to clients
+	// (useful when another CDN sits downstream). Default: false.
+	ForwardTargeted bool `json:"forward_targeted,omitempty"`
+
 	store       storage.Store
 	lister      storage.Lister
 	backendName string
@@ -125,6 +147,7 @@ type Handler struct {
 	logger      *zap.Logger
 	cacheable   func(int) bool
 	ignoreCC    bool
+	targets     []string
 	allowGET    bool
 	allowHEAD   bool
 	flights     *flightGroup
@@ -214,6 +237,13 @@ func (h *Handler) applyDefaults() error {
 	if h.MaxVariants == 0 {
 		h.MaxVariants = DefaultMaxVariants
 	}
+	if h.TargetedFields == nil {
+		h.TargetedFields = []string{"CDN-Cache-Control"}
+	}
+	h.targets = make([]string, len(h.TargetedFields))
+	for i, f := range h.TargetedFields {
+		h.targets[i] = http.CanonicalHeaderKey(f)
+	}
 	if err := h.Validate(); err != nil {
 		return err
 	}
@@ -254,6 +284,17 @@ func (h *Handler) Validate() error {
 	}
 	if h.TTL < 0 {
 		return fmt.Errorf("ttl must not be negative, got %s", time.Duration(h.TTL))
+	}
+	if h.StaleWhileRevalidate < 0 {
+		return fmt.Errorf("stale_while_revalidate must not be negative, got %s", time.Duration(h.StaleWhileRevalidate))
+	}
+	if h.StaleIfError < 0 {
+		return fmt.Errorf("stale_if_error must not be negative, got %s", time.Duration(h.StaleIfError))
+	}
+	for _, f := range h.TargetedFields {
+		if f == "" || strings.ContainsAny(f, " :\t") || strings.EqualFold(f, "Cache-Control") {
+			return fmt.Errorf("targeted_fields: %q is not a targeted cache-control field name", f)
+		}
 	}
 	if h.MaxVariants < 0 {
 		return fmt.Errorf("max_variants must not be negative, got %d", h.MaxVariants)
