@@ -12,7 +12,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/redis/go-redis/v9"
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
 func TestMain(m *testing.M) {
@@ -171,8 +179,154 @@ func TestServers(t *testing.T) {
 				t.Fatalf("masters hold %d keys, want %d", total, len(want))
 			}
 		})
+
+		t.Run("FerretDB", func(t *testing.T) {
+			t.Parallel()
+			s := FerretDB(t)
+			seen.add(t, "ferretdb", s)
+			if !strings.HasPrefix(s.Addr, "127.0.0.1:") || s.URI != "mongodb://"+s.Addr+"/" {
+				t.Fatalf("Addr %q, URI %q", s.Addr, s.URI)
+			}
+			mongoRoundTrip(t, s.URI, "before")
+
+			addr := s.Addr
+			s.Stop(t)
+			s.Stop(t)
+			s.Start(t)
+			seen.add(t, "ferretdb restarted", s)
+			if s.Addr != addr {
+				t.Fatalf("restarted on %s, want %s", s.Addr, addr)
+			}
+			// The data directory survives a restart.
+			c := mongoClient(t, s.URI)
+			var doc bson.M
+			if err := c.Database("testservers").Collection("c").FindOne(ctx(t), bson.M{"_id": "before"}).Decode(&doc); err != nil {
+				t.Fatalf("document written before the restart: %v", err)
+			}
+			mongoRoundTrip(t, s.URI, "after")
+		})
+
+		t.Run("DynamoDBLocal", func(t *testing.T) {
+			t.Parallel()
+			s := DynamoDBLocal(t)
+			seen.add(t, "dynamodb local", s)
+			if !strings.HasPrefix(s.Addr, "127.0.0.1:") || s.URI != "http://"+s.Addr {
+				t.Fatalf("Addr %q, URI %q", s.Addr, s.URI)
+			}
+			c := dynamoClient(t, s.URI)
+			dynamoRoundTrip(t, c)
+
+			addr := s.Addr
+			s.Stop(t)
+			if _, err := c.ListTables(ctx(t), &dynamodb.ListTablesInput{}, func(o *dynamodb.Options) {
+				o.RetryMaxAttempts = 1
+			}); err == nil {
+				t.Fatal("ListTables succeeded after Stop")
+			}
+			s.Start(t)
+			seen.add(t, "dynamodb local restarted", s)
+			if s.Addr != addr {
+				t.Fatalf("restarted on %s, want %s", s.Addr, addr)
+			}
+			dynamoRoundTrip(t, c)
+		})
 	})
 	seen.checkGone(t)
+}
+
+func mongoClient(t *testing.T, uri string) *mongo.Client {
+	t.Helper()
+	c, err := mongo.Connect(options.Client().ApplyURI(uri).SetServerSelectionTimeout(10 * time.Second))
+	if err != nil {
+		t.Fatalf("mongo.Connect %s: %v", uri, err)
+	}
+	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
+	return c
+}
+
+// mongoRoundTrip pings, inserts a document with the given id and reads it back.
+func mongoRoundTrip(t *testing.T, uri, id string) {
+	t.Helper()
+	c := mongoClient(t, uri)
+	if err := c.Ping(ctx(t), nil); err != nil {
+		t.Fatalf("ping %s: %v", uri, err)
+	}
+	coll := c.Database("testservers").Collection("c")
+	want := fmt.Sprintf("body-%s-%d", id, time.Now().UnixNano())
+	if _, err := coll.InsertOne(ctx(t), bson.M{"_id": id, "body": want}); err != nil {
+		t.Fatalf("InsertOne: %v", err)
+	}
+	var got struct {
+		Body string `bson:"body"`
+	}
+	if err := coll.FindOne(ctx(t), bson.M{"_id": id}).Decode(&got); err != nil || got.Body != want {
+		t.Fatalf("FindOne %s = %q, %v; want %q", id, got.Body, err, want)
+	}
+}
+
+func dynamoClient(t *testing.T, endpoint string) *dynamodb.Client {
+	t.Helper()
+	o := DynamoDBClientOptions()
+	cfg, err := config.LoadDefaultConfig(ctx(t),
+		config.WithRegion(o.Region),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(o.AccessKeyID, o.SecretAccessKey, "")))
+	if err != nil {
+		t.Fatalf("aws config: %v", err)
+	}
+	return dynamodb.NewFromConfig(cfg, func(do *dynamodb.Options) {
+		do.BaseEndpoint = aws.String(endpoint)
+		do.DisableValidateResponseChecksum = o.DisableValidateResponseChecksum
+	})
+}
+
+// dynamoRoundTrip creates a table (the server is in memory, so it is new
+// after every start), checks ListTables, then puts and gets an item.
+func dynamoRoundTrip(t *testing.T, c *dynamodb.Client) {
+	t.Helper()
+	const table = "testservers"
+	before, err := c.ListTables(ctx(t), &dynamodb.ListTablesInput{})
+	if err != nil {
+		t.Fatalf("ListTables: %v", err)
+	}
+	if len(before.TableNames) != 0 {
+		t.Fatalf("fresh server has tables %v", before.TableNames)
+	}
+	_, err = c.CreateTable(ctx(t), &dynamodb.CreateTableInput{
+		TableName:            aws.String(table),
+		BillingMode:          types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("k"), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("k"), KeyType: types.KeyTypeHash}},
+	})
+	if err != nil {
+		t.Fatalf("CreateTable: %v", err)
+	}
+	after, err := c.ListTables(ctx(t), &dynamodb.ListTablesInput{})
+	if err != nil || len(after.TableNames) != 1 || after.TableNames[0] != table {
+		t.Fatalf("ListTables after CreateTable = %v, %v", after, err)
+	}
+	want := []byte(fmt.Sprintf("v-%d", time.Now().UnixNano()))
+	_, err = c.PutItem(ctx(t), &dynamodb.PutItemInput{
+		TableName: aws.String(table),
+		Item: map[string]types.AttributeValue{
+			"k": &types.AttributeValueMemberS{Value: "key"},
+			"v": &types.AttributeValueMemberB{Value: want},
+		},
+	})
+	if err != nil {
+		t.Fatalf("PutItem: %v", err)
+	}
+	out, err := c.GetItem(ctx(t), &dynamodb.GetItemInput{
+		TableName:      aws.String(table),
+		Key:            map[string]types.AttributeValue{"k": &types.AttributeValueMemberS{Value: "key"}},
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		t.Fatalf("GetItem: %v", err)
+	}
+	got, ok := out.Item["v"].(*types.AttributeValueMemberB)
+	if !ok || string(got.Value) != string(want) {
+		t.Fatalf("GetItem v = %#v, want %q", out.Item["v"], want)
+	}
 }
 
 // nodeOfSlot returns which of n nodes formCluster gave the slot to.
