@@ -248,7 +248,7 @@ func (x *exchange) revalidateInBackground(e *storage.Entry) {
 	srv, _ := x.r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
 	r = caddyhttp.PrepareRequest(r, repl, nil, srv)
 	r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, vars))
-	bx := &exchange{h: h, w: newDiscardWriter(), r: r, next: x.next, repl: repl, key: x.key,
+	bx := &exchange{h: h, w: newBackgroundWriter(), r: r, next: x.next, repl: repl, key: x.key,
 		storedKey: x.storedKey, fwd: "stale", detail: "background revalidation"}
 	bx.useStale(e)
 	go func() {
@@ -266,13 +266,13 @@ func (x *exchange) revalidateInBackground(e *storage.Entry) {
 	}()
 }
 
-// discardWriter is the ResponseWriter of background requests.
-type discardWriter struct{ hdr http.Header }
+// backgroundWriter is the ResponseWriter of background requests.
+type backgroundWriter struct{ hdr http.Header }
 
-func newDiscardWriter() *discardWriter               { return &discardWriter{hdr: http.Header{}} }
-func (d *discardWriter) Header() http.Header         { return d.hdr }
-func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
-func (d *discardWriter) WriteHeader(int)             {}
+func newBackgroundWriter() *backgroundWriter               { return &backgroundWriter{hdr: http.Header{}} }
+func (d *backgroundWriter) Header() http.Header         { return d.hdr }
+func (d *backgroundWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (d *backgroundWriter) WriteHeader(int)             {}
 
 // coalescable reports whether this request may wait for a concurrent fetch of
 // the same key instead of going to the origin itself.
