@@ -269,7 +269,7 @@ func (x *exchange) revalidateInBackground(e *storage.Entry) {
 // backgroundWriter is the ResponseWriter of background requests.
 type backgroundWriter struct{ hdr http.Header }
 
-func newBackgroundWriter() *backgroundWriter               { return &backgroundWriter{hdr: http.Header{}} }
+func newBackgroundWriter() *backgroundWriter            { return &backgroundWriter{hdr: http.Header{}} }
 func (d *backgroundWriter) Header() http.Header         { return d.hdr }
 func (d *backgroundWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (d *backgroundWriter) WriteHeader(int)             {}
