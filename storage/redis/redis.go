@@ -407,6 +407,11 @@ func (r *Redis) clientOptions(repl *caddy.Replacer) (*goredis.UniversalOptions, 
 		// Socket deadlines follow the caller's ctx (the handler's
 		// storage_timeout), so a hung Redis costs at most that.
 		ContextTimeoutEnabled: true,
+		// One dial per attempt: a refused connection fails the call at
+		// once (go-redis still retries the command a few times with a
+		// short backoff) instead of spending the caller's storage_timeout
+		// on dial retries; the request goes to the origin meanwhile.
+		DialerRetries: 1,
 		// Maintenance notifications are a Redis Enterprise/Cloud feature
 		// that needs RESP3 push support; off keeps plain servers quiet.
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
