@@ -314,6 +314,7 @@ func (c *Cache) Stats(ctx context.Context) (storage.Stats, error) {
 	if err := ctx.Err(); err != nil {
 		return storage.Stats{}, err
 	}
+	c.c.CleanUp() // apply pending weight updates
 	return storage.Stats{
 		Entries:   int64(c.c.EstimatedSize()),
 		Bytes:     int64(c.c.WeightedSize()),
