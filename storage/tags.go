@@ -1,0 +1,22 @@
+package storage
+
+import "context"
+
+// TagIndex is implemented by stores that index entries by surrogate key
+// (Entry.Tags), so that a purge by tag does not have to walk every entry. A
+// store without it is purged by tag through Lister.
+type TagIndex interface {
+	// KeysForTag returns the keys of the unexpired entries stored with tag
+	// among their Tags, in no particular order. It may return keys whose
+	// entries have since been removed; the caller tolerates that.
+	KeysForTag(ctx context.Context, tag string) ([]string, error)
+}
+
+// Expirer is implemented by stores that keep expired entries until a sweep
+// removes them (a store with native expiry needs no Expirer: it never holds
+// an expired entry for long). The admin API's "remove expired" calls it.
+type Expirer interface {
+	// DeleteExpired removes every entry whose Expires has passed and
+	// returns how many it removed.
+	DeleteExpired(ctx context.Context) (int64, error)
+}
