@@ -1,0 +1,69 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync/atomic"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddycache/caddy-cache/storage"
+)
+
+func init() {
+	caddy.RegisterModule(faultyStore{})
+}
+
+// faultyStore is a test-only backend that fails every call: "error" fails
+// at once, "hang" blocks until the context is done (a dead network peer).
+type faultyStore struct {
+	Mode  string `json:"mode,omitempty"`
+	calls atomic.Int64
+}
+
+func (faultyStore) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "http.handlers.cache.storage.faulty", New: func() caddy.Module { return new(faultyStore) }}
+}
+
+var errStoreDown = errors.New("store is down")
+
+func (f *faultyStore) fail(ctx context.Context) error {
+	f.calls.Add(1)
+	if f.Mode == "hang" {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return errStoreDown
+}
+
+func (f *faultyStore) Get(ctx context.Context, key string) (*storage.Entry, error) {
+	return nil, f.fail(ctx)
+}
+func (f *faultyStore) Put(ctx context.Context, key string, e *storage.Entry) error { return f.fail(ctx) }
+func (f *faultyStore) Delete(ctx context.Context, key string) error               { return f.fail(ctx) }
+
+func TestDeadStoreGoesToOrigin(t *testing.T) {
+	for _, mode := range []string{"error", "hang"} {
+		t.Run(mode, func(t *testing.T) {
+			env := newEnv(t, `{"storage": {"backend": "faulty", "mode": "`+mode+`"}, "storage_timeout": "50ms"}`,
+				fixed("Cache-Control", "max-age=60"))
+			for i := 1; i <= 3; i++ {
+				r := env.get("/")
+				if r.status != http.StatusOK {
+					t.Fatalf("status %d, want the origin's 200", r.status)
+				}
+				wantStatus(t, r, `detail="storage-error"`)
+			}
+			env.wantHits(3)
+			if env.h.store.(*faultyStore).calls.Load() == 0 {
+				t.Fatal("the store was never called")
+			}
+			// unsafe methods still succeed
+			if r := env.do(http.MethodPost, "/"); r.status != http.StatusOK {
+				t.Fatalf("POST status %d", r.status)
+			}
+		})
+	}
+}
