@@ -140,6 +140,23 @@ type Handler struct {
 	// (useful when another CDN sits downstream). Default: false.
 	ForwardTargeted bool `json:"forward_targeted,omitempty"`
 
+	// Name identifies the handler in the admin API (/cache/ on Caddy's
+	// admin endpoint), the `caddy cache` commands and the handler label of
+	// the metrics; the same name in the next config (a reload) is the same
+	// handler. Default: the backend and a hash of the storage config, e.g.
+	// "memory-1a2b3c4d", with "-2", "-3"… for further handlers on the same
+	// storage in one config.
+	Name string `json:"name,omitempty"`
+
+	// SurrogateKeys chooses the response fields recorded as tags for purge
+	// by tag, and whether they are stripped from responses to clients.
+	// Default: Surrogate-Key and Cache-Tag, stripped.
+	SurrogateKeys *SurrogateKeys `json:"surrogate_keys,omitempty"`
+
+	// Purge lets matching requests on the site (method PURGE by default)
+	// purge their URL. Off unless set; see PurgeConfig for the risk.
+	Purge *PurgeConfig `json:"purge,omitempty"`
+
 	store       storage.Store
 	lister      storage.Lister
 	backendName string
@@ -153,6 +170,7 @@ type Handler struct {
 	flights     *flightGroup
 	storeDown   *atomic.Bool
 	now         func() time.Time
+	ops         *ops // registry name, metrics, tags, purge (registry.go)
 }
 
 // TTLRule is one per-URL lifetime rule.
@@ -218,7 +236,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	_, h.isMemory = mod.(*memory.Memory)
 	h.store = st
 	h.lister, _ = st.(storage.Lister)
-	return nil
+	return h.provisionOps(ctx)
 }
 
 func (h *Handler) applyDefaults() error {
@@ -317,6 +335,9 @@ func (h *Handler) Validate() error {
 	if strings.ContainsAny(h.StatusHeader, " ;,\"=\t") {
 		return fmt.Errorf("status_header %q: must be a token (no spaces, quotes, ';', ',' or '=')", h.StatusHeader)
 	}
+	if err := h.validateOps(); err != nil {
+		return err
+	}
 	if h.Key != nil {
 		for _, q := range h.Key.IgnoreQuery {
 			if _, err := path.Match(q, ""); err != nil {
@@ -395,9 +416,12 @@ func glob(pattern, s string) bool {
 	}
 }
 
-// Cleanup releases nothing of its own: the storage module is cleaned up by
-// Caddy, which loaded it.
-func (h *Handler) Cleanup() error { return nil }
+// Cleanup unregisters the handler from the admin API; the storage module is
+// cleaned up by Caddy, which loaded it.
+func (h *Handler) Cleanup() error {
+	h.cleanupOps()
+	return nil
+}
 
 // storeRules returns the storability rules for this configuration.
 func (h *Handler) storeRules(forced bool) policy.StoreRules {
