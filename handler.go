@@ -41,6 +41,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return h.bypass(w, r, next, "method")
 		}
 	default:
+		if h.isPurge(r) {
+			return h.servePurge(w, r)
+		}
 		if policy.IsUnsafe(r.Method) {
 			return h.serveUnsafe(w, r, next)
 		}
@@ -75,6 +78,7 @@ func bypassReason(r *http.Request) string {
 // bypass passes the request on untouched but for Cache-Status.
 func (h *Handler) bypass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, detail string) error {
 	w.Header()["Cache-Status"] = []string{h.StatusHeader + "; fwd=bypass; detail=" + strconv.Quote(detail)}
+	h.count(resultBypass)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.cache.status", statusBypass)
 		repl.Set("http.cache.detail", detail)
@@ -88,6 +92,7 @@ func (h *Handler) bypass(w http.ResponseWriter, r *http.Request, next caddyhttp.
 func (h *Handler) serveUnsafe(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	rec := &statusRecorder{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
 	rec.Header()["Cache-Status"] = []string{h.StatusHeader + "; fwd=bypass; detail=\"method\""}
+	h.count(resultBypass)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.cache.status", statusBypass)
 		repl.Set("http.cache.detail", "method")
@@ -335,6 +340,7 @@ func (x *exchange) serveStored(e *storage.Entry, age time.Duration, status, deta
 	hdr := x.w.Header()
 	copyHeaderShared(hdr, e.Header)
 	h.stripTargeted(hdr)
+	h.stripTagHeaders(hdr)
 	ageSec := int64(age / time.Second)
 	hdr["Age"] = []string{strconv.FormatInt(ageSec, 10)}
 	ttl := int64((e.Lifetime - age) / time.Second)
@@ -420,6 +426,7 @@ func (x *exchange) gatewayTimeout() error {
 }
 
 func (x *exchange) setPlaceholders(status, detail string) {
+	x.countResult(status, detail)
 	if x.repl == nil {
 		return
 	}
@@ -531,6 +538,7 @@ func (x *exchange) decide(status int, hdr http.Header) captureMode {
 		}
 		hdr["Cache-Status"] = []string{cs}
 		h.stripTargeted(hdr)
+		h.afterDecide(x.key, hdr, stored, detail)
 		st := statusMiss
 		if x.cond != nil {
 			st = statusStale
@@ -596,6 +604,8 @@ func (x *exchange) newEntry(status int, hdr http.Header, now time.Time) (*storag
 	}
 	storedHdr := policy.StoredHeader(hdr, respCC)
 	delete(storedHdr, "Cache-Status")
+	tags := h.tagsOf(hdr)
+	h.stripTagHeaders(storedHdr)
 	return &storage.Entry{
 		Kind:         storage.KindResponse,
 		URL:          u,
@@ -607,6 +617,7 @@ func (x *exchange) newEntry(status int, hdr http.Header, now time.Time) (*storag
 		Lifetime:     lifetime,
 		Expires:      expires,
 		Vary:         names,
+		Tags:         tags,
 	}, ""
 }
 
@@ -755,6 +766,7 @@ func (x *exchange) serveStaleOnError(status int) error {
 	hdr := x.w.Header()
 	copyHeaderShared(hdr, e.Header)
 	x.h.stripTargeted(hdr)
+	x.h.stripTagHeaders(hdr)
 	hdr["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
 	ttl := int64((e.Lifetime - age) / time.Second)
 	hdr["Cache-Status"] = []string{x.h.StatusHeader + "; fwd=stale; fwd-status=" + strconv.Itoa(status) +

@@ -138,6 +138,9 @@ func (x *exchange) countResult(status, detail string) {
 	if x.h.ops == nil {
 		return
 	}
+	if _, background := x.w.(*backgroundWriter); background {
+		return // a background revalidation, not a client request
+	}
 	r := resultMiss
 	switch {
 	case x.detail == "storage-error":
