@@ -52,6 +52,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		stale_if_error <duration>
 //		targeted_fields <fields...>
 //		forward_targeted
+//		name <name>
+//		surrogate_keys off
+//		surrogate_keys {
+//			headers <fields...>
+//			strip on|off
+//		}
+//		purge [<method>] {
+//			<request matchers>
+//		}
 //	}
 //
 // Every option may appear once, except ttl with a pattern (one line per
@@ -119,6 +128,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.ForwardTargeted = true
+		case "name":
+			err = h.parseName(d)
+		case "surrogate_keys":
+			err = h.parseSurrogateKeys(d)
+		case "purge":
+			err = h.parsePurge(d)
 		case "store_set_cookie":
 			if d.NextArg() {
 				return d.ArgErr()
