@@ -458,6 +458,13 @@ func (x *exchange) forward() error {
 			r.Header[k] = []string{v}
 		}
 	}
+	if h.surrogate {
+		capability := SurrogateToken + `="Surrogate/1.0"`
+		if prev := r.Header.Get("Surrogate-Capability"); prev != "" {
+			capability = prev + ", " + capability
+		}
+		setHdr("Surrogate-Capability", capability)
+	}
 	if x.cond != nil {
 		inm, ims := policy.ConditionalHeaders(x.cond.Header)
 		setHdr("If-None-Match", inm)
@@ -579,7 +586,7 @@ func (x *exchange) decide(status int, hdr http.Header) captureMode {
 // newEntry builds the entry for a response, or says why it is not stored.
 func (x *exchange) newEntry(status int, hdr http.Header, now time.Time) (*storage.Entry, string) {
 	h := x.h
-	respCC, _ := policy.ResponseDirectives(hdr, h.targets)
+	respCC := h.directives(hdr)
 	u, host := requestURL(x.r)
 	lifetime, forced, noStore := h.lifetime(status, hdr, respCC, now, host, x.r.URL.EscapedPath())
 	if noStore {
@@ -725,7 +732,7 @@ func (x *exchange) freshen(c *capture) error {
 	h, old := x.h, x.cond
 	now := h.now()
 	merged := policy.Freshen(old.Header, c.hdr)
-	respCC, _ := policy.ResponseDirectives(merged, h.targets)
+	respCC := h.directives(merged)
 	u, host := requestURL(x.r)
 	lifetime, _, _ := h.lifetime(old.Status, merged, respCC, now, host, x.r.URL.EscapedPath())
 	initialAge := policy.InitialAge(c.hdr, x.requestTime, now)
@@ -805,6 +812,28 @@ func (h *Handler) stripTargeted(hdr http.Header) {
 func (h *Handler) respDirectives(hdr http.Header) policy.Directives {
 	if h.ignoreCC {
 		return policy.Directives{}
+	}
+	return h.directives(hdr)
+}
+
+// directives returns the response directives addressed to this cache: the
+// first targeted field present (RFC 9213; Surrogate-Control read for our
+// device token), else Cache-Control.
+func (h *Handler) directives(hdr http.Header) policy.Directives {
+	if h.surrogate {
+		if sc, ok := hdr["Surrogate-Control"]; ok {
+			view := make(http.Header, len(h.targets)+1)
+			for _, f := range h.targets {
+				view[f] = hdr[f]
+			}
+			view["Cache-Control"] = hdr["Cache-Control"]
+			view["Expires"] = hdr["Expires"]
+			view["Surrogate-Control"] = policy.SurrogateControl(sc, SurrogateToken)
+			if len(view["Surrogate-Control"]) == 0 {
+				delete(view, "Surrogate-Control")
+			}
+			hdr = view
+		}
 	}
 	d, _ := policy.ResponseDirectives(hdr, h.targets)
 	return d

@@ -32,6 +32,9 @@ const (
 	DefaultStorageTimeout = time.Second
 	DefaultStatusHeader   = "Caddy"
 	DefaultMaxVariants    = 64
+	// SurrogateToken is this cache's device token in Surrogate-Capability
+	// and Surrogate-Control targets.
+	SurrogateToken = "caddy"
 	// DefaultRevalidateKeep is how long a stale response with a validator is
 	// kept for conditional revalidation after its freshness ends.
 	DefaultRevalidateKeep = time.Hour
@@ -133,7 +136,9 @@ type Handler struct {
 	// TargetedFields are the targeted cache-control fields (RFC 9213) this
 	// cache obeys, in order of precedence, before Cache-Control. They are
 	// removed from responses sent to clients unless ForwardTargeted is set.
-	// Default: ["CDN-Cache-Control"].
+	// Surrogate-Control (Edge Architecture 1.0) is read for the device token
+	// "caddy", announced to the origin with Surrogate-Capability.
+	// Default: ["CDN-Cache-Control", "Surrogate-Control"].
 	TargetedFields []string `json:"targeted_fields,omitempty"`
 
 	// ForwardTargeted keeps the targeted fields in responses to clients
@@ -165,6 +170,7 @@ type Handler struct {
 	cacheable   func(int) bool
 	ignoreCC    bool
 	targets     []string
+	surrogate   bool
 	allowGET    bool
 	allowHEAD   bool
 	flights     *flightGroup
@@ -256,11 +262,14 @@ func (h *Handler) applyDefaults() error {
 		h.MaxVariants = DefaultMaxVariants
 	}
 	if h.TargetedFields == nil {
-		h.TargetedFields = []string{"CDN-Cache-Control"}
+		h.TargetedFields = []string{"CDN-Cache-Control", "Surrogate-Control"}
 	}
 	h.targets = make([]string, len(h.TargetedFields))
 	for i, f := range h.TargetedFields {
 		h.targets[i] = http.CanonicalHeaderKey(f)
+		if h.targets[i] == "Surrogate-Control" {
+			h.surrogate = true
+		}
 	}
 	if err := h.Validate(); err != nil {
 		return err

@@ -491,3 +491,61 @@ func RequestDirectives(h http.Header) Directives {
 	}
 	return d
 }
+
+// SurrogateControl turns the lines of an Edge Architecture Surrogate-Control
+// field into Cache-Control syntax for the surrogate named token: directives
+// targeted at another device (";other") are dropped, the ";token" suffix of
+// those targeted at this one is removed, and the "+stale" part of
+// "max-age=N+M" is dropped (the lifetime is N).
+func SurrogateControl(lines []string, token string) []string {
+	out := make([]string, 0, len(lines))
+	for _, line := range lines {
+		var kept []string
+		for _, item := range splitList(line) {
+			d, target, targeted := strings.Cut(item, ";")
+			if targeted && !strings.EqualFold(strings.TrimSpace(target), token) {
+				continue
+			}
+			d = strings.TrimSpace(d)
+			if name, val, ok := strings.Cut(d, "="); ok && strings.EqualFold(strings.TrimSpace(name), "max-age") {
+				if n, _, plus := strings.Cut(val, "+"); plus {
+					d = name + "=" + n
+				}
+			}
+			kept = append(kept, d)
+		}
+		if len(kept) > 0 {
+			out = append(out, strings.Join(kept, ", "))
+		}
+	}
+	return out
+}
+
+// splitList splits a field line at commas that are not inside quotes.
+func splitList(line string) []string {
+	var items []string
+	start, quoted := 0, false
+	for i := 0; i < len(line); i++ {
+		switch line[i] {
+		case '\\':
+			if quoted {
+				i++
+			}
+		case '"':
+			quoted = !quoted
+		case ',':
+			if !quoted {
+				items = append(items, line[start:i])
+				start = i + 1
+			}
+		}
+	}
+	items = append(items, line[start:])
+	out := items[:0]
+	for _, it := range items {
+		if strings.TrimSpace(it) != "" {
+			out = append(out, it)
+		}
+	}
+	return out
+}

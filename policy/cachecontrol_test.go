@@ -3,6 +3,7 @@ package policy
 import (
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -163,6 +164,29 @@ func BenchmarkParseCacheControl(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				ParseCacheControl(bc.fields)
+			}
+		})
+	}
+}
+
+func TestSurrogateControl(t *testing.T) {
+	cases := []struct {
+		name string
+		in   []string
+		want []string
+	}{
+		{"Edge Architecture: untargeted directives apply", []string{"max-age=60, no-store"}, []string{"max-age=60, no-store"}},
+		{"Edge Architecture: directives for another device are dropped", []string{"max-age=60;other, no-store"}, []string{"no-store"}},
+		{"Edge Architecture: directives for this device lose the target", []string{"max-age=60;caddy"}, []string{"max-age=60"}},
+		{"Edge Architecture: max-age=N+M keeps N", []string{"max-age=60+30"}, []string{"max-age=60"}},
+		{"Edge Architecture: nothing left drops the line", []string{"max-age=1;x"}, []string{}},
+		{"Edge Architecture: quoted commas stay", []string{`content="a, b", max-age=5`}, []string{`content="a, b", max-age=5`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := SurrogateControl(tc.in, "caddy")
+			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Fatalf("got %q, want %q", got, tc.want)
 			}
 		})
 	}

@@ -152,10 +152,19 @@ func TestFreshen(t *testing.T) {
 		"X-Secret":          {"s"},
 		"Date":              {httpDate(t0.Add(time.Minute))},
 		"Cache-Control":     {`max-age=60, private="X-Secret"`},
-		"etag":              {`"v1"`},
+		"etag":              {`"v2"`},
+		"Content-Md5":       {"bm90IHRoZSBzdG9yZWQgYm9keQ=="},
 		"X-New":             {"new", "two"},
 	}
 	got := Freshen(stored, fresh)
+	// 9111 §4.3.4: a 304 with another strong ETag selects nothing to update;
+	// ETag and Content-MD5 describe the stored body and stay as stored.
+	if got.Get("Etag") != `"v1"` {
+		t.Fatalf("ETag %q, want the stored \"v1\"", got.Get("Etag"))
+	}
+	if got.Get("Content-Md5") != "" {
+		t.Fatalf("Content-MD5 taken from the 304")
+	}
 	want := http.Header{
 		"Content-Type":     {"text/html"},
 		"Content-Length":   {"10"},

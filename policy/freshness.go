@@ -117,18 +117,15 @@ func addSat(a, b time.Duration) time.Duration {
 
 // ageValue returns the Age header as a duration: the largest valid
 // delta-seconds among its values, 0 when there is none.
-func ageValue(h http.Header) time.Duration {
-	var age time.Duration
-	for _, line := range h.Values("Age") {
-		for line != "" {
-			var item string
-			item, line, _ = strings.Cut(line, ",")
-			if v, ok := parseDelta(strings.Trim(item, " \t")); ok && v > age {
-				age = v
-			}
-		}
+func ageValue(h http.Header) (time.Duration, bool) {
+	lines := h.Values("Age")
+	if len(lines) == 0 {
+		return 0, true
 	}
-	return age
+	if len(lines) > 1 {
+		return 0, false
+	}
+	return parseDelta(strings.Trim(lines[0], " \t"))
 }
 
 // InitialAge computes corrected_initial_age (RFC 9111 §4.2.3) from the
@@ -140,17 +137,24 @@ func ageValue(h http.Header) time.Duration {
 //	corrected_age_value = age_value + response_delay
 //	corrected_initial_age = max(apparent_age, corrected_age_value)
 //
-// A missing or invalid Date gives apparent_age 0, an invalid Age counts as
-// 0 (the largest valid value wins when there are several), and a negative
-// response_delay (requestTime after responseTime) counts as 0. It is never
-// negative.
+// A missing or invalid Date gives apparent_age 0 and a negative
+// response_delay (requestTime after responseTime) counts as 0. An Age that is
+// not a single non-negative integer (a list, several lines, a fraction, a
+// parameter, a negative or non-numeric value) makes the response stale: the
+// result is MaxDelta. RFC 9111 §5.1 suggests ignoring such a field; a shared
+// cache that cannot tell how old a response is should not serve it as fresh,
+// which is what the HTTP cache test suite requires too. It is never negative.
 func InitialAge(h http.Header, requestTime, responseTime time.Time) time.Duration {
 	var apparent time.Duration
 	if date, ok := headerDate(h, "Date"); ok {
 		apparent = max(responseTime.Sub(date), 0)
 	}
 	delay := max(responseTime.Sub(requestTime), 0)
-	corrected := addSat(ageValue(h), delay)
+	av, ok := ageValue(h)
+	if !ok {
+		return MaxDelta
+	}
+	corrected := addSat(av, delay)
 	return max(apparent, corrected)
 }
 

@@ -223,7 +223,8 @@ func copyHeader(base http.Header, over http.Header, skip func(string) bool, over
 // Freshen returns the stored header updated with a 304 (or HEAD) response's
 // header as RFC 9111 §3.2 and §4.3.4 require: every field in fresh replaces
 // the stored one, except Content-Length, Content-Encoding, Transfer-Encoding,
-// Content-Range and the hop-by-hop fields (and those fresh's Connection
+// Content-Range, Content-MD5 and ETag (they describe the stored body: a 304
+// with another strong ETag selects nothing to update, RFC 9111 §4.3.4) and the hop-by-hop fields (and those fresh's Connection
 // names), which are kept as stored. Fields that are never stored are not
 // taken from fresh either: Age, the fields fresh names in no-cache="..." or
 // private="...", and Set-Cookie (it was meant for the one client whose
@@ -234,7 +235,7 @@ func Freshen(stored, fresh http.Header) http.Header {
 	cc := ParseCacheControl(fresh.Values("Cache-Control"))
 	keep := func(k string) bool {
 		switch k {
-		case "Content-Length", "Content-Encoding", "Transfer-Encoding", "Content-Range", "Age", "Set-Cookie":
+		case "Content-Length", "Content-Encoding", "Transfer-Encoding", "Content-Range", "Content-Md5", "Etag", "Age", "Set-Cookie":
 			return true
 		}
 		return isHopByHop(k) || namesField(conn, k) ||
