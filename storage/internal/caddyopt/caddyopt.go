@@ -1,0 +1,81 @@
+// Package caddyopt has the small Caddyfile parsing helpers shared by the
+// storage backends: every option takes an exact number of arguments, may
+// appear only once, and errors name the option and the value.
+package caddyopt
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+// String reads the single argument of the current option into dst.
+func String(d *caddyfile.Dispenser, dst *string) error {
+	opt := d.Val()
+	if *dst != "" {
+		return d.Errf("%s specified more than once", opt)
+	}
+	var v string
+	if !d.AllArgs(&v) {
+		return d.Errf("%s takes exactly one argument", opt)
+	}
+	if v == "" {
+		return d.Errf("%s: empty value", opt)
+	}
+	*dst = v
+	return nil
+}
+
+// Duration reads the single positive duration argument of the current
+// option into dst.
+func Duration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	opt := d.Val()
+	if *dst != 0 {
+		return d.Errf("%s specified more than once", opt)
+	}
+	var raw string
+	if !d.AllArgs(&raw) {
+		return d.Errf("%s takes exactly one argument", opt)
+	}
+	v, err := caddy.ParseDuration(raw)
+	if err != nil {
+		return d.Errf("%s %q: %v", opt, raw, err)
+	}
+	if v <= 0 {
+		return d.Errf("%s %q: must be positive", opt, raw)
+	}
+	*dst = caddy.Duration(v)
+	return nil
+}
+
+// Bool reads the current option as a flag: alone it means true, otherwise
+// its single argument must be true or false.
+func Bool(d *caddyfile.Dispenser, dst **bool) error {
+	opt := d.Val()
+	if *dst != nil {
+		return d.Errf("%s specified more than once", opt)
+	}
+	v := true
+	if d.NextArg() {
+		b, err := strconv.ParseBool(d.Val())
+		if err != nil {
+			return d.Errf("%s %q: want true or false", opt, d.Val())
+		}
+		v = b
+		if d.NextArg() {
+			return d.Errf("%s takes at most one argument", opt)
+		}
+	}
+	*dst = &v
+	return nil
+}
+
+// Positive returns d, or def when d is zero.
+func Positive(d caddy.Duration, def time.Duration) time.Duration {
+	if d > 0 {
+		return time.Duration(d)
+	}
+	return def
+}

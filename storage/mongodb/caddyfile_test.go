@@ -1,0 +1,59 @@
+package mongodb
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+func TestUnmarshalCaddyfile(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    MongoDB
+		wantErr string
+	}{
+		{in: `mongodb mongodb://h:27017/`, want: MongoDB{URI: "mongodb://h:27017/"}},
+		{in: `mongodb {env.MONGO_URI}`, want: MongoDB{URI: "{env.MONGO_URI}"}},
+		{in: `mongodb {
+			uri mongodb://h/
+			database cache
+			collection entries
+			connect_timeout 5s
+			sweep_interval 30s
+			compression off
+		}`, want: MongoDB{URI: "mongodb://h/", Database: "cache", Collection: "entries",
+			ConnectTimeout: caddy.Duration(5 * time.Second), SweepInterval: caddy.Duration(30 * time.Second), Compression: "off"}},
+		{in: `mongodb`, wantErr: "uri is required"},
+		{in: `mongodb mongodb://h/ extra`, wantErr: `unexpected argument "extra"`},
+		{in: "mongodb mongodb://h/ {\n uri mongodb://i/\n}", wantErr: "uri specified more than once"},
+		{in: "mongodb mongodb://h/ {\n database\n}", wantErr: "database takes exactly one argument"},
+		{in: "mongodb mongodb://h/ {\n database a b\n}", wantErr: "database takes exactly one argument"},
+		{in: "mongodb mongodb://h/ {\n database a.b\n}", wantErr: `database "a.b"`},
+		{in: "mongodb mongodb://h/ {\n collection x\n collection y\n}", wantErr: "collection specified more than once"},
+		{in: "mongodb mongodb://h/ {\n collection system.users\n}", wantErr: `collection "system.users"`},
+		{in: "mongodb mongodb://h/ {\n connect_timeout soon\n}", wantErr: `connect_timeout "soon"`},
+		{in: "mongodb mongodb://h/ {\n sweep_interval 0s\n}", wantErr: `sweep_interval "0s": must be positive`},
+		{in: "mongodb mongodb://h/ {\n compression brotli\n}", wantErr: "compression"},
+		{in: "mongodb mongodb://h/ {\n bucket x\n}", wantErr: `unrecognized mongodb storage option "bucket"`},
+	} {
+		var got MongoDB
+		err := got.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.in))
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%q: error %v, want one containing %q", tc.in, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tc.in, err)
+			continue
+		}
+		if !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%q: got %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,270 @@
+// Package mongodb is the MongoDB storage backend: one document per cache
+// entry in a collection of a MongoDB (or MongoDB wire-compatible) database.
+//
+// Each document looks like this:
+//
+//	{
+//	  _id:        <cache key>,
+//	  url:        <request URL>,
+//	  tags:       [<surrogate keys>],     // omitted when there are none
+//	  expires_at: <date>,                 // omitted for entries that never expire
+//	  size:       <bytes of data>,
+//	  body_size:  <bytes of the body, uncompressed>,
+//	  meta:       <binary: the entry without its body, for listing>,
+//	  data:       <binary: the whole entry in the storage encoding>
+//	}
+//
+// Expiry: a TTL index on expires_at (expireAfterSeconds 0) lets the server
+// delete expired documents where the server supports TTL indexes; servers
+// that do not (FerretDB, for one) are detected and the store carries on
+// without one. Either way reads never return expired entries, and a sweeper
+// deletes expired documents every sweep_interval.
+//
+// Size: MongoDB documents are limited to 16 MiB. Entries whose document
+// would exceed that are not stored (Put returns storage.ErrTooLarge and
+// removes any older entry under the key); the gridfs backend stores bodies
+// of any size.
+//
+// Indexes (on url, tags and expires_at) are created in the background on
+// first use and retried on later use if that failed, so provisioning never
+// waits for the server.
+package mongodb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
+
+	"github.com/caddycache/caddy-cache/storage"
+	"github.com/caddycache/caddy-cache/storage/internal/mongoconn"
+)
+
+func init() {
+	caddy.RegisterModule(MongoDB{})
+}
+
+// Defaults.
+const (
+	DefaultDatabase      = "caddy_cache"
+	DefaultCollection    = "responses"
+	DefaultSweepInterval = time.Minute
+)
+
+// MongoDB stores cache entries as documents in a MongoDB collection. The
+// client and its connection pool are shared by every handler (and every
+// config reload) that uses the same uri and connect_timeout; the sweeper is
+// shared by those that also use the same database and collection.
+type MongoDB struct {
+	// URI is the MongoDB connection string (mongodb:// or mongodb+srv://).
+	// Placeholders such as {env.MONGO_URI} are replaced when the config is
+	// loaded. It may hold a password: it is never logged, and log lines show
+	// only its hosts. Required.
+	URI string `json:"uri,omitempty"`
+	// Database is the database holding the collection. Default: caddy_cache.
+	Database string `json:"database,omitempty"`
+	// Collection is the collection holding the entries. Default: responses.
+	Collection string `json:"collection,omitempty"`
+	// ConnectTimeout bounds opening one connection to the server (each
+	// storage call is bounded by the handler's storage timeout as well).
+	// Default: 10s.
+	ConnectTimeout caddy.Duration `json:"connect_timeout,omitempty"`
+	// SweepInterval is how often expired documents are deleted, for servers
+	// without TTL indexes and to reclaim space promptly. Shared by every
+	// handler using the same collection: the newest config's value wins.
+	// Default: 1m.
+	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
+	// Compression selects whether bodies are stored zstd-compressed
+	// ("zstd") or as they are ("off"). Bodies that are already
+	// content-encoded are never compressed again. Default: zstd.
+	Compression string `json:"compression,omitempty"`
+
+	comp    storage.Compression
+	shared  *collection
+	poolKey string
+	logger  *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (MongoDB) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.cache.storage.mongodb",
+		New: func() caddy.Module { return new(MongoDB) },
+	}
+}
+
+// Provision checks the configuration and obtains the shared client and
+// collection. It does not contact the server.
+func (m *MongoDB) Provision(ctx caddy.Context) error {
+	if m.logger == nil { // tests may set one
+		m.logger = ctx.Logger()
+	}
+	if m.Database == "" {
+		m.Database = DefaultDatabase
+	}
+	if m.Collection == "" {
+		m.Collection = DefaultCollection
+	}
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	uri, err := mongoconn.ResolveURI(m.URI)
+	if err != nil {
+		return fmt.Errorf("mongodb storage: %w", err)
+	}
+	m.comp, _ = storage.ParseCompression(m.Compression)
+	connectTimeout := time.Duration(m.ConnectTimeout)
+	if connectTimeout == 0 {
+		connectTimeout = mongoconn.DefaultConnectTimeout
+	}
+	sweep := time.Duration(m.SweepInterval)
+	if sweep == 0 {
+		sweep = DefaultSweepInterval
+	}
+	key := mongoconn.Key(uri, connectTimeout) + "|" + m.Database + "|" + m.Collection
+	v, loaded, err := pool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return newCollection(uri, connectTimeout, m.Database, m.Collection, sweep, m.logger)
+	})
+	if err != nil {
+		return fmt.Errorf("mongodb storage %s: %w", mongoconn.Display(uri), err)
+	}
+	m.poolKey, m.shared = key, v.(*collection)
+	m.shared.health.SetLogger(m.logger)
+	if loaded {
+		if old := m.shared.bg.SetInterval(sweep); old != sweep {
+			m.logger.Info("changing the sweep interval of a shared mongodb collection",
+				zap.String("collection", m.Database+"."+m.Collection),
+				zap.Duration("old_sweep_interval", old), zap.Duration("sweep_interval", sweep))
+		}
+	}
+	return nil
+}
+
+// Validate checks the configuration.
+func (m *MongoDB) Validate() error {
+	if strings.TrimSpace(m.URI) == "" {
+		return errors.New("mongodb storage: uri is required")
+	}
+	if err := CheckDatabaseName(m.Database); err != nil {
+		return fmt.Errorf("mongodb storage: database %q: %w", m.Database, err)
+	}
+	if err := CheckCollectionName(m.Collection); err != nil {
+		return fmt.Errorf("mongodb storage: collection %q: %w", m.Collection, err)
+	}
+	if m.ConnectTimeout < 0 {
+		return fmt.Errorf("mongodb storage: connect_timeout must not be negative, got %s", time.Duration(m.ConnectTimeout))
+	}
+	if m.SweepInterval < 0 {
+		return fmt.Errorf("mongodb storage: sweep_interval must not be negative, got %s", time.Duration(m.SweepInterval))
+	}
+	if _, err := storage.ParseCompression(m.Compression); err != nil {
+		return fmt.Errorf("mongodb storage: compression: %w", err)
+	}
+	return nil
+}
+
+// CheckDatabaseName checks a MongoDB database name ("" is accepted: it
+// means the default).
+func CheckDatabaseName(s string) error {
+	if s == "" {
+		return nil
+	}
+	if len(s) > 63 {
+		return errors.New("longer than 63 bytes")
+	}
+	if i := strings.IndexAny(s, "/\\. \"$*<>:|?\x00"); i >= 0 {
+		return fmt.Errorf("contains %q", s[i])
+	}
+	return nil
+}
+
+// CheckCollectionName checks a MongoDB collection name ("" is accepted:
+// it means the default).
+func CheckCollectionName(s string) error {
+	if s == "" {
+		return nil
+	}
+	if strings.ContainsAny(s, "$\x00") {
+		return errors.New(`contains "$" or a NUL byte`)
+	}
+	if strings.HasPrefix(s, "system.") {
+		return errors.New(`must not start with "system."`)
+	}
+	if len(s) > 200 {
+		return errors.New("longer than 200 bytes")
+	}
+	return nil
+}
+
+// Cleanup releases this handle's reference to the shared collection.
+func (m *MongoDB) Cleanup() error {
+	if m.poolKey == "" {
+		return nil
+	}
+	_, err := pool.Delete(m.poolKey)
+	m.poolKey = ""
+	return err
+}
+
+// Get implements storage.Store.
+func (m *MongoDB) Get(ctx context.Context, key string) (*storage.Entry, error) {
+	return m.shared.get(ctx, key)
+}
+
+// Put implements storage.Store. Entries whose document would exceed
+// MongoDB's 16 MiB limit are not stored: Put returns storage.ErrTooLarge
+// and removes any older entry under key.
+func (m *MongoDB) Put(ctx context.Context, key string, e *storage.Entry) error {
+	return m.shared.put(ctx, key, e, m.comp)
+}
+
+// Delete implements storage.Store.
+func (m *MongoDB) Delete(ctx context.Context, key string) error {
+	return m.shared.delete(ctx, key)
+}
+
+// List implements storage.Lister. It reads only the small meta field of
+// each matching document, never the bodies.
+func (m *MongoDB) List(ctx context.Context, prefix string, fn func(string, *storage.Entry) error) error {
+	return m.shared.list(ctx, prefix, fn)
+}
+
+// Stats implements storage.Statser: a count and a sum of stored sizes over
+// the unexpired documents (two queries over the whole collection). Evictions
+// are always 0 (MongoDB does not evict; expired documents are not counted).
+func (m *MongoDB) Stats(ctx context.Context) (storage.Stats, error) {
+	return m.shared.stats(ctx)
+}
+
+// UnmarshalCaddyfile sets up the store from Caddyfile tokens:
+//
+//	storage mongodb [<uri>] {
+//		uri             <uri>
+//		database        <name>
+//		collection      <name>
+//		connect_timeout <duration>
+//		sweep_interval  <duration>
+//		compression     zstd|off
+//	}
+//
+// The uri may be given on the first line or in the block, not both.
+func (m *MongoDB) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	return unmarshalCaddyfile(d, m)
+}
+
+// Interface guards.
+var (
+	_ caddy.Provisioner     = (*MongoDB)(nil)
+	_ caddy.Validator       = (*MongoDB)(nil)
+	_ caddy.CleanerUpper    = (*MongoDB)(nil)
+	_ caddyfile.Unmarshaler = (*MongoDB)(nil)
+	_ storage.Store         = (*MongoDB)(nil)
+	_ storage.Lister        = (*MongoDB)(nil)
+	_ storage.Statser       = (*MongoDB)(nil)
+	_ caddy.Destructor      = (*collection)(nil)
+)
