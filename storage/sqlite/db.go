@@ -1,0 +1,703 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	sqlite "modernc.org/sqlite"
+
+	"github.com/caddycache/caddy-cache/storage"
+)
+
+// schemaVersion is the version of the table layout below. A database
+// written by a newer version is refused rather than altered.
+const schemaVersion = 1
+
+// schema creates the tables of version 1. Times are Unix nanoseconds;
+// expires is 0 for an entry that never expires. size is the bytes the entry
+// takes (key plus encoded data), the unit of max_size. data holds the
+// storage.Encode bytes and is the last column so that reading the others
+// never touches a large blob's overflow pages.
+const schema = `
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+	key      TEXT    NOT NULL PRIMARY KEY,
+	url      TEXT    NOT NULL,
+	expires  INTEGER NOT NULL,
+	size     INTEGER NOT NULL,
+	created  INTEGER NOT NULL,
+	accessed INTEGER NOT NULL,
+	data     BLOB    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_expires ON entries (expires);
+CREATE INDEX IF NOT EXISTS entries_accessed ON entries (accessed);
+CREATE INDEX IF NOT EXISTS entries_url ON entries (url);
+CREATE TABLE IF NOT EXISTS tags (
+	tag TEXT NOT NULL,
+	key TEXT NOT NULL,
+	PRIMARY KEY (tag, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tags_key ON tags (key);
+CREATE TRIGGER IF NOT EXISTS entries_delete_tags AFTER DELETE ON entries
+BEGIN
+	DELETE FROM tags WHERE key = old.key;
+END;
+`
+
+// SQLite result codes used here (the primary code is the low byte).
+const (
+	codeCorrupt = 11
+	codeNotADB  = 26
+)
+
+// maxBlob is the largest value SQLite stores by default (SQLITE_MAX_LENGTH).
+const maxBlob = 1_000_000_000
+
+// connOptions are fixed for the life of an open database: they are set on
+// every connection when it is opened.
+type connOptions struct {
+	busyTimeout time.Duration
+	wal         bool
+	synchronous string // OFF, NORMAL or FULL
+}
+
+func (o connOptions) String() string {
+	return fmt.Sprintf("busy_timeout=%v wal=%v synchronous=%s", o.busyTimeout, o.wal, o.synchronous)
+}
+
+// dsn builds a "file:" URI for path with the connection settings. The path
+// is escaped so that '?', '#' and '%' in it stay part of the name.
+func (o connOptions) dsn(path string, writer bool) string {
+	q := url.Values{}
+	q.Set("_busy_timeout", strconv.FormatInt(o.busyTimeout.Milliseconds(), 10))
+	q.Set("_synchronous", o.synchronous)
+	if writer {
+		q.Set("_txlock", "immediate")
+		q.Set("_auto_vacuum", "INCREMENTAL")
+		if o.wal {
+			q.Set("_journal_mode", "WAL")
+		} else {
+			q.Set("_journal_mode", "DELETE")
+		}
+	} else {
+		q.Set("_query_only", "1")
+	}
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+}
+
+// DB is the live state shared by every handle on one database file: a
+// writer (one connection, BEGIN IMMEDIATE transactions), a pool of reader
+// connections, and the maintenance goroutine that sweeps expired entries,
+// records access times and evicts past max_size. It lives in the package
+// UsagePool, keyed by the file's absolute path.
+type DB struct {
+	path   string
+	opts   connOptions
+	w      *sql.DB
+	r      *sql.DB
+	get    *sql.Stmt // on r
+	logger *zap.Logger
+
+	maxSize   atomic.Int64 // bytes; 0 means unlimited
+	sweepEach atomic.Int64 // nanoseconds between sweeps
+	sizeEst   atomic.Int64 // upper estimate of SUM(size): last exact sum plus bytes written since
+	evictions atomic.Int64
+	skew      atomic.Int64 // added to the wall clock; tests move time forward with it
+
+	// accessEvery is how stale an entry's recorded access time may get
+	// before a hit schedules an update. Tests set it to 0 before use.
+	accessEvery time.Duration
+	pendingMu   sync.Mutex
+	pending     map[string]int64 // key → access time to record
+
+	evictMu    sync.Mutex // one eviction at a time
+	sweepFails bool       // last sweep failed (log once per change); sweeper goroutine only
+
+	kick  chan struct{} // wakes the sweeper to flush access times or evict
+	reset chan struct{} // the sweep interval changed
+	stop  chan struct{}
+	done  chan struct{}
+	swept chan struct{} // receives (without blocking) after each periodic sweep; for tests
+}
+
+// maxPending bounds the access times kept before the sweeper is woken to
+// write them.
+const maxPending = 1024
+
+// openDB opens (creating if needed) the database at path, prepares the
+// schema and starts the maintenance goroutine. A file that is not a SQLite
+// database, or one SQLite reports as corrupt, is moved aside (to
+// path.corrupt-<unix time>) and replaced by a new one: it only held cached
+// responses.
+func openDB(path string, opts connOptions, maxSize int64, sweep time.Duration, logger *zap.Logger) (*DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("creating directory: %w", err)
+	}
+	db, err := open(path, opts, logger)
+	if err != nil && isCorruptErr(err) {
+		aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().Unix())
+		logger.Warn("sqlite cache database is damaged; moving it aside and starting empty",
+			zap.String("path", path), zap.String("moved_to", aside), zap.Error(err))
+		if rerr := os.Rename(path, aside); rerr != nil {
+			return nil, fmt.Errorf("%w (and moving it aside failed: %v)", err, rerr)
+		}
+		os.Remove(path + "-wal")
+		os.Remove(path + "-shm")
+		os.Remove(path + "-journal")
+		db, err = open(path, opts, logger)
+	}
+	if err != nil {
+		return nil, err
+	}
+	db.maxSize.Store(maxSize)
+	db.sweepEach.Store(int64(sweep))
+	go db.loop()
+	return db, nil
+}
+
+func open(path string, opts connOptions, logger *zap.Logger) (*DB, error) {
+	w, err := sql.Open("sqlite", opts.dsn(path, true))
+	if err != nil {
+		return nil, err
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	db := &DB{
+		path:        path,
+		opts:        opts,
+		w:           w,
+		logger:      logger,
+		accessEvery: time.Minute,
+		pending:     map[string]int64{},
+		kick:        make(chan struct{}, 1),
+		reset:       make(chan struct{}, 1),
+		stop:        make(chan struct{}),
+		done:        make(chan struct{}),
+		swept:       make(chan struct{}, 1),
+	}
+	if err := db.initSchema(); err != nil {
+		w.Close()
+		return nil, err
+	}
+	r, err := sql.Open("sqlite", opts.dsn(path, false))
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+	r.SetConnMaxLifetime(0)
+	r.SetConnMaxIdleTime(0)
+	db.r = r
+	if db.get, err = r.Prepare(`SELECT data, accessed FROM entries WHERE key = ? AND (expires = 0 OR expires > ?)`); err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("preparing statements: %w", err)
+	}
+	var total int64
+	if err := r.QueryRow(`SELECT COALESCE(SUM(size), 0) FROM entries`).Scan(&total); err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("reading the cache size: %w", err)
+	}
+	db.sizeEst.Store(total)
+	return db, nil
+}
+
+func (db *DB) initSchema() error {
+	ctx := context.Background()
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("opening the database: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(schema); err != nil {
+		return fmt.Errorf("creating the schema: %w", err)
+	}
+	var v int
+	switch err := tx.QueryRow(`SELECT version FROM schema_version`).Scan(&v); {
+	case errors.Is(err, sql.ErrNoRows):
+		if _, err := tx.Exec(`INSERT INTO schema_version (version) VALUES (?)`, schemaVersion); err != nil {
+			return fmt.Errorf("recording the schema version: %w", err)
+		}
+	case err != nil:
+		return fmt.Errorf("reading the schema version: %w", err)
+	case v > schemaVersion:
+		return fmt.Errorf("the database has schema version %d, newer than this build understands (%d); use another path or remove the file", v, schemaVersion)
+	}
+	return tx.Commit()
+}
+
+func isCorruptErr(err error) bool {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		c := se.Code() & 0xff
+		return c == codeCorrupt || c == codeNotADB
+	}
+	return false
+}
+
+// now is the store's clock.
+func (db *DB) now() time.Time {
+	return time.Now().Add(time.Duration(db.skew.Load()))
+}
+
+// setTunables applies the settings any handle may change on the live
+// database, and reports what changed.
+func (db *DB) setTunables(maxSize int64, sweep time.Duration) (changed []zap.Field) {
+	if old := db.maxSize.Swap(maxSize); old != maxSize {
+		changed = append(changed, zap.Int64("old_max_size", old), zap.Int64("max_size", maxSize))
+		db.wake(db.kick)
+	}
+	if old := time.Duration(db.sweepEach.Swap(int64(sweep))); old != sweep {
+		changed = append(changed, zap.Duration("old_sweep_interval", old), zap.Duration("sweep_interval", sweep))
+		db.wake(db.reset)
+	}
+	return changed
+}
+
+func (db *DB) wake(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Destruct stops the maintenance goroutine, writes pending access times and
+// closes the database. It implements caddy.Destructor.
+func (db *DB) Destruct() error {
+	close(db.stop)
+	<-db.done
+	db.flushAccess(context.Background())
+	return errors.Join(db.get.Close(), db.r.Close(), db.w.Close())
+}
+
+// Get returns the unexpired entry under key.
+func (db *DB) Get(ctx context.Context, key string) (*storage.Entry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	now := db.now()
+	var (
+		data     []byte
+		accessed int64
+	)
+	err := db.get.QueryRowContext(ctx, key, now.UnixNano()).Scan(&data, &accessed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, storage.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite storage: reading entry: %w", err)
+	}
+	e, err := storage.Decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite storage: %w", err)
+	}
+	if e.Expired(now) {
+		return nil, storage.ErrNotFound
+	}
+	if now.UnixNano()-accessed >= int64(db.accessEvery) {
+		db.noteAccess(key, now.UnixNano())
+	}
+	return e, nil
+}
+
+// noteAccess schedules an update of key's access time, written in batches by
+// the sweeper (or before an eviction), so hits stay read-only.
+func (db *DB) noteAccess(key string, at int64) {
+	db.pendingMu.Lock()
+	db.pending[key] = at
+	n := len(db.pending)
+	db.pendingMu.Unlock()
+	if n >= maxPending {
+		db.wake(db.kick)
+	}
+}
+
+// flushAccess writes the pending access times.
+func (db *DB) flushAccess(ctx context.Context) error {
+	db.pendingMu.Lock()
+	batch := db.pending
+	if len(batch) == 0 {
+		db.pendingMu.Unlock()
+		return nil
+	}
+	db.pending = map[string]int64{}
+	db.pendingMu.Unlock()
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `UPDATE entries SET accessed = ? WHERE key = ? AND accessed < ?`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for k, at := range batch {
+		if _, err := stmt.ExecContext(ctx, at, k, at); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// Put stores e under key, replacing any previous entry.
+func (db *DB) Put(ctx context.Context, key string, e *storage.Entry, c storage.Compression) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	now := db.now()
+	if e.Expired(now) {
+		return db.Delete(ctx, key)
+	}
+	data := storage.Encode(e, c)
+	size := int64(len(data) + len(key))
+	if max := db.maxSize.Load(); (max > 0 && size > max) || len(data) > maxBlob {
+		if err := db.Delete(ctx, key); err != nil {
+			return err
+		}
+		return storage.ErrTooLarge
+	}
+	var expires int64
+	if !e.Expires.IsZero() {
+		expires = e.Expires.UnixNano()
+	}
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite storage: beginning a write: %w", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `
+		INSERT INTO entries (key, url, expires, size, created, accessed, data) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (key) DO UPDATE SET url = excluded.url, expires = excluded.expires, size = excluded.size,
+			created = excluded.created, accessed = excluded.accessed, data = excluded.data`,
+		key, e.URL, expires, size, now.UnixNano(), now.UnixNano(), data); err != nil {
+		return fmt.Errorf("sqlite storage: writing entry: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tags WHERE key = ?`, key); err != nil {
+		return fmt.Errorf("sqlite storage: writing tags: %w", err)
+	}
+	for _, tag := range e.Tags {
+		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO tags (tag, key) VALUES (?, ?)`, tag, key); err != nil {
+			return fmt.Errorf("sqlite storage: writing tags: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite storage: committing entry: %w", err)
+	}
+	db.pendingMu.Lock()
+	delete(db.pending, key)
+	db.pendingMu.Unlock()
+	if est := db.sizeEst.Add(size); db.over(est) {
+		if err := db.evict(context.WithoutCancel(ctx)); err != nil {
+			db.logger.Warn("sqlite storage: evicting to max_size", zap.String("path", db.path), zap.Error(err))
+		}
+	}
+	return nil
+}
+
+func (db *DB) over(total int64) bool {
+	max := db.maxSize.Load()
+	return max > 0 && total > max
+}
+
+// Delete removes key.
+func (db *DB) Delete(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var size int64
+	err := db.w.QueryRowContext(ctx, `DELETE FROM entries WHERE key = ? RETURNING size`, key).Scan(&size)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("sqlite storage: deleting entry: %w", err)
+	}
+	db.sizeEst.Add(-size)
+	db.pendingMu.Lock()
+	delete(db.pending, key)
+	db.pendingMu.Unlock()
+	return nil
+}
+
+// evict brings the stored bytes under 90% of max_size when they exceed
+// max_size, removing expired entries first and then the least recently
+// accessed ones. Its callers only come here when the running estimate says
+// the bound is passed, so the exact sum is computed once per ~10% of
+// max_size written.
+func (db *DB) evict(ctx context.Context) error {
+	db.evictMu.Lock()
+	defer db.evictMu.Unlock()
+	if !db.over(db.sizeEst.Load()) {
+		return nil // another caller evicted while this one waited
+	}
+	total, err := db.exactSize(ctx)
+	if err != nil {
+		return err
+	}
+	if !db.over(total) {
+		return nil
+	}
+	if err := db.flushAccess(ctx); err != nil {
+		return fmt.Errorf("recording access times: %w", err)
+	}
+	if _, err := db.sweepExpired(ctx); err != nil {
+		return err
+	}
+	if total, err = db.exactSize(ctx); err != nil || !db.over(total) {
+		return err
+	}
+	target := db.maxSize.Load() / 10 * 9
+	for total > target {
+		freed, n, err := db.evictBatch(ctx, total-target)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			break
+		}
+		total -= freed
+		db.evictions.Add(n)
+	}
+	_, err = db.exactSize(ctx)
+	return err
+}
+
+// evictBatch deletes up to 256 of the least recently accessed entries, as
+// many as it takes to free need bytes.
+func (db *DB) evictBatch(ctx context.Context, need int64) (freed, n int64, err error) {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, `SELECT key, size FROM entries ORDER BY accessed, key LIMIT 256`)
+	if err != nil {
+		return 0, 0, err
+	}
+	var keys []string
+	for rows.Next() && freed < need {
+		var (
+			k    string
+			size int64
+		)
+		if err := rows.Scan(&k, &size); err != nil {
+			rows.Close()
+			return 0, 0, err
+		}
+		keys = append(keys, k)
+		freed += size
+	}
+	if err := rows.Close(); err != nil {
+		return 0, 0, err
+	}
+	for _, k := range keys {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM entries WHERE key = ?`, k); err != nil {
+			return 0, 0, err
+		}
+	}
+	return freed, int64(len(keys)), tx.Commit()
+}
+
+// exactSize sums the stored bytes and resets the running estimate to it.
+func (db *DB) exactSize(ctx context.Context) (int64, error) {
+	var total int64
+	if err := db.w.QueryRowContext(ctx, `SELECT COALESCE(SUM(size), 0) FROM entries`).Scan(&total); err != nil {
+		return 0, fmt.Errorf("summing entry sizes: %w", err)
+	}
+	db.sizeEst.Store(total)
+	return total, nil
+}
+
+// sweepExpired deletes expired entries in batches, so no write transaction
+// holds the lock for long.
+func (db *DB) sweepExpired(ctx context.Context) (int64, error) {
+	var removed int64
+	for {
+		res, err := db.w.ExecContext(ctx, `DELETE FROM entries WHERE rowid IN
+			(SELECT rowid FROM entries WHERE expires > 0 AND expires <= ? LIMIT 1000)`, db.now().UnixNano())
+		if err != nil {
+			return removed, fmt.Errorf("deleting expired entries: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		removed += n
+		if n < 1000 {
+			return removed, nil
+		}
+	}
+}
+
+// sweep is the periodic maintenance: access times, expired entries, the
+// size bound, and giving freed pages back to the file system.
+func (db *DB) sweep(ctx context.Context) error {
+	if err := db.flushAccess(ctx); err != nil {
+		return fmt.Errorf("recording access times: %w", err)
+	}
+	if _, err := db.sweepExpired(ctx); err != nil {
+		return err
+	}
+	total, err := db.exactSize(ctx)
+	if err != nil {
+		return err
+	}
+	if db.over(total) {
+		if err := db.evict(ctx); err != nil {
+			return err
+		}
+	}
+	// Return free pages beyond a few MiB to the file system (effective on
+	// files created with auto_vacuum=incremental, i.e. by this store).
+	var free, pageSize int64
+	if err := db.w.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&free); err != nil {
+		return err
+	}
+	if err := db.w.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&pageSize); err != nil {
+		return err
+	}
+	if keep := int64(4<<20) / max(pageSize, 512); free > keep {
+		if _, err := db.w.ExecContext(ctx, `PRAGMA incremental_vacuum(`+strconv.FormatInt(free-keep, 10)+`)`); err != nil {
+			return fmt.Errorf("incremental vacuum: %w", err)
+		}
+	}
+	return nil
+}
+
+// loop is the maintenance goroutine, started by openDB and stopped by
+// Destruct.
+func (db *DB) loop() {
+	defer close(db.done)
+	t := time.NewTimer(time.Duration(db.sweepEach.Load()))
+	defer t.Stop()
+	ctx := context.Background()
+	for {
+		var err error
+		select {
+		case <-db.stop:
+			return
+		case <-db.reset:
+			t.Reset(time.Duration(db.sweepEach.Load()))
+		case <-db.kick:
+			err = db.flushAccess(ctx)
+			if err == nil && db.over(db.sizeEst.Load()) {
+				err = db.evict(ctx)
+			}
+		case <-t.C:
+			err = db.sweep(ctx)
+			t.Reset(time.Duration(db.sweepEach.Load()))
+			db.wake(db.swept)
+		}
+		switch {
+		case err != nil && !db.sweepFails:
+			db.logger.Warn("sqlite storage maintenance failed", zap.String("path", db.path), zap.Error(err))
+		case err == nil && db.sweepFails:
+			db.logger.Info("sqlite storage maintenance works again", zap.String("path", db.path))
+		}
+		db.sweepFails = err != nil
+	}
+}
+
+// List calls fn for every unexpired entry whose key starts with prefix. It
+// reads pages of rows and calls fn between pages, so no read transaction is
+// held while fn runs and fn may write to the store. Entries that fail to
+// decode are skipped.
+func (db *DB) List(ctx context.Context, prefix string, fn func(string, *storage.Entry) error) error {
+	type item struct {
+		key  string
+		data []byte
+	}
+	upper, bounded := prefixEnd(prefix)
+	after, inclusive := prefix, true
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		q := `SELECT key, data FROM entries WHERE key > ?`
+		if inclusive {
+			q = `SELECT key, data FROM entries WHERE key >= ?`
+		}
+		args := []any{after}
+		if bounded {
+			q += ` AND key < ?`
+			args = append(args, upper)
+		}
+		q += ` AND (expires = 0 OR expires > ?) ORDER BY key LIMIT 64`
+		args = append(args, db.now().UnixNano())
+		rows, err := db.r.QueryContext(ctx, q, args...)
+		if err != nil {
+			return fmt.Errorf("sqlite storage: listing: %w", err)
+		}
+		var page []item
+		for rows.Next() {
+			var it item
+			if err := rows.Scan(&it.key, &it.data); err != nil {
+				rows.Close()
+				return fmt.Errorf("sqlite storage: listing: %w", err)
+			}
+			page = append(page, it)
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("sqlite storage: listing: %w", err)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("sqlite storage: listing: %w", err)
+		}
+		for _, it := range page {
+			meta, err := storage.DecodeMeta(it.data)
+			if err != nil {
+				continue // corrupt: a miss for Get, invisible here
+			}
+			if err := fn(it.key, meta); err != nil {
+				if errors.Is(err, storage.ErrStop) {
+					return nil
+				}
+				return err
+			}
+		}
+		if len(page) < 64 {
+			return nil
+		}
+		after, inclusive = page[len(page)-1].key, false
+	}
+}
+
+// prefixEnd returns the smallest string greater than every string that
+// starts with prefix, and false when there is none (empty or all 0xff).
+func prefixEnd(prefix string) (string, bool) {
+	b := []byte(prefix)
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] < 0xff {
+			b[i]++
+			return string(b[:i+1]), true
+		}
+	}
+	return "", false
+}
+
+// Stats counts the unexpired entries and their bytes.
+func (db *DB) Stats(ctx context.Context) (storage.Stats, error) {
+	if err := ctx.Err(); err != nil {
+		return storage.Stats{}, err
+	}
+	var st storage.Stats
+	err := db.r.QueryRowContext(ctx,
+		`SELECT COUNT(*), COALESCE(SUM(size), 0) FROM entries WHERE expires = 0 OR expires > ?`,
+		db.now().UnixNano()).Scan(&st.Entries, &st.Bytes)
+	if err != nil {
+		return storage.Stats{}, fmt.Errorf("sqlite storage: stats: %w", err)
+	}
+	st.Evictions = db.evictions.Load()
+	return st, nil
+}
