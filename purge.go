@@ -56,7 +56,7 @@ func (p *PurgeConfig) validate() error {
 			return fmt.Errorf("purge method %q: GET and HEAD are served from the cache; choose another method (default PURGE)", p.Method)
 		}
 	}
-	if len(p.MatchersRaw) == 0 {
+	if len(p.MatchersRaw) == 0 && len(p.matchers) == 0 { // the raw sets are cleared once loaded
 		return fmt.Errorf("purge: a request matcher is required (e.g. remote_ip 10.0.0.0/8): without one anyone could purge")
 	}
 	return nil
@@ -171,7 +171,7 @@ func (p *purgeRequest) check() (*url.URL, error) {
 	case p.URL != "":
 		return parseAbsURL("url", p.URL)
 	case p.Prefix != "":
-		if !strings.HasPrefix(p.Prefix, "http://") && !strings.HasPrefix(p.Prefix, "https://") {
+		if lp := strings.ToLower(p.Prefix); !strings.HasPrefix(lp, "http://") && !strings.HasPrefix(lp, "https://") {
 			return nil, fmt.Errorf("prefix %q: must start with http:// or https://", p.Prefix)
 		}
 	case p.Host != "":

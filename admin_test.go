@@ -1,0 +1,761 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// opsEnv is a testEnv whose handler has a name, unregistered when the test
+// ends.
+func opsEnv(t *testing.T, config string, origin func(w http.ResponseWriter, r *http.Request, n int64) error) *testEnv {
+	t.Helper()
+	var m map[string]any
+	if config == "" {
+		config = "{}"
+	}
+	if err := json.Unmarshal([]byte(config), &m); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := m["name"]; !ok {
+		m["name"] = "t-" + strings.ReplaceAll(t.Name(), "/", "-")
+	}
+	b, _ := json.Marshal(m)
+	env := newEnv(t, string(b), origin)
+	t.Cleanup(func() { _ = env.h.Cleanup() })
+	return env
+}
+
+func (e *testEnv) name() string { return e.h.ops.name }
+
+// admin sends a request to the admin API's handler and decodes the JSON
+// answer into out (when not nil).
+func admin(t *testing.T, method, target string, body any, out any) int {
+	t.Helper()
+	var rd *bytes.Reader
+	switch b := body.(type) {
+	case nil:
+		rd = bytes.NewReader(nil)
+	case string:
+		rd = bytes.NewReader([]byte(b))
+	default:
+		j, _ := json.Marshal(b)
+		rd = bytes.NewReader(j)
+	}
+	req := httptest.NewRequest(method, target, rd)
+	rec := httptest.NewRecorder()
+	if err := new(AdminAPI).serve(rec, req); err != nil {
+		t.Fatalf("%s %s: handler returned %v", method, target, err)
+	}
+	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("%s %s: Content-Type %q", method, target, ct)
+	}
+	raw := rec.Body.Bytes()
+	var probe any
+	if err := json.Unmarshal(raw, &probe); err != nil {
+		t.Fatalf("%s %s: answer is not JSON: %v\n%s", method, target, err, raw)
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: decoding %s: %v", method, target, raw, err)
+		}
+	}
+	return rec.Code
+}
+
+type listAnswer struct {
+	Entries    []entryInfo `json:"entries"`
+	NextCursor string      `json:"next_cursor"`
+}
+
+type errAnswer struct {
+	Error string `json:"error"`
+}
+
+func keysOf(entries []entryInfo) []string {
+	var out []string
+	for _, e := range entries {
+		out = append(out, e.Key)
+	}
+	return out
+}
+
+func wantKeys(t *testing.T, got []string, want ...string) {
+	t.Helper()
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("keys\n got %q\nwant %q", got, want)
+	}
+}
+
+// tagged answers with max-age=60 and the tags given by the query (?k=a+b).
+func tagged(w http.ResponseWriter, r *http.Request, n int64) error {
+	w.Header().Set("Cache-Control", "max-age=60")
+	if k := r.URL.Query().Get("k"); k != "" {
+		w.Header().Set("Surrogate-Key", k)
+	}
+	if c := r.URL.Query().Get("c"); c != "" {
+		w.Header().Set("Cache-Tag", c)
+	}
+	fmt.Fprintf(w, "body-%d", n)
+	return nil
+}
+
+func TestAdminListAndInspect(t *testing.T) {
+	env := opsEnv(t, "", tagged)
+	base := env.srv.URL
+	for _, p := range []string{"/b?k=x", "/a/1?k=x+y", "/a/2?c=z", "/c"} {
+		wantStatus(t, env.get(p), "stored")
+	}
+	q := "/cache/entries?handler=" + env.name()
+	var ans listAnswer
+	if code := admin(t, "GET", q, nil, &ans); code != 200 {
+		t.Fatalf("list: %d", code)
+	}
+	wantKeys(t, keysOf(ans.Entries), base+"/a/1?k=x+y", base+"/a/2?c=z", base+"/b?k=x", base+"/c")
+	e := ans.Entries[0]
+	if e.Handler != env.name() || e.Backend != "memory" || e.Status != 200 || e.Size != 6 || !e.Fresh || e.Kind != "response" {
+		t.Fatalf("entry %+v", e)
+	}
+	if strings.Join(e.Tags, ",") != "x,y" || e.URL != base+"/a/1?k=x+y" {
+		t.Fatalf("tags %q url %q", e.Tags, e.URL)
+	}
+	if d := e.FreshUntil.Sub(e.StoredAt); d != 60*time.Second {
+		t.Fatalf("fresh_until - stored_at = %v, want 60s", d)
+	}
+
+	// pages of 3 then 1, following next_cursor
+	var p1, p2 listAnswer
+	admin(t, "GET", q+"&limit=3", nil, &p1)
+	if len(p1.Entries) != 3 || p1.NextCursor == "" {
+		t.Fatalf("page 1: %d entries, cursor %q", len(p1.Entries), p1.NextCursor)
+	}
+	admin(t, "GET", q+"&limit=3&cursor="+url.QueryEscape(p1.NextCursor), nil, &p2)
+	wantKeys(t, keysOf(p2.Entries), base+"/c")
+	if p2.NextCursor != "" {
+		t.Fatalf("last page has a cursor %q", p2.NextCursor)
+	}
+	// the last key works as a cursor with one handler in scope
+	admin(t, "GET", q+"&cursor="+url.QueryEscape(base+"/a/2?c=z"), nil, &p2)
+	wantKeys(t, keysOf(p2.Entries), base+"/b?k=x", base+"/c")
+
+	// filters
+	admin(t, "GET", q+"&prefix="+url.QueryEscape(base+"/a/"), nil, &ans)
+	wantKeys(t, keysOf(ans.Entries), base+"/a/1?k=x+y", base+"/a/2?c=z")
+	admin(t, "GET", q+"&tag=x", nil, &ans)
+	wantKeys(t, keysOf(ans.Entries), base+"/a/1?k=x+y", base+"/b?k=x")
+	admin(t, "GET", q+"&tag=z", nil, &ans)
+	wantKeys(t, keysOf(ans.Entries), base+"/a/2?c=z")
+	admin(t, "GET", q+"&host=other.example", nil, &ans)
+	wantKeys(t, keysOf(ans.Entries))
+	host := strings.TrimPrefix(base, "http://")
+	admin(t, "GET", q+"&host="+host+"&limit=1", nil, &ans)
+	wantKeys(t, keysOf(ans.Entries), base+"/a/1?k=x+y")
+
+	// inspect one, with and without body
+	var info entryInfo
+	key := base + "/a/1?k=x+y"
+	if code := admin(t, "GET", "/cache/entries/"+url.PathEscape(key), nil, &info); code != 200 {
+		t.Fatalf("inspect: %d", code)
+	}
+	if info.Key != key || info.Header.Get("Cache-Control") != "max-age=60" || info.Body != nil {
+		t.Fatalf("inspect: %+v", info)
+	}
+	if info.Header.Get("Surrogate-Key") != "" {
+		t.Fatalf("Surrogate-Key stored although stripped: %q", info.Header.Get("Surrogate-Key"))
+	}
+	admin(t, "GET", "/cache/entries/"+url.PathEscape(key)+"?body=1&handler="+env.name(), nil, &info)
+	if info.Body == nil || *info.Body != "body-2" {
+		t.Fatalf("inspect body: %v", info.Body)
+	}
+
+	// errors
+	for _, c := range []struct {
+		method, target string
+		code           int
+		msg            string
+	}{
+		{"GET", "/cache/entries/" + url.PathEscape(base+"/nope"), 404, "not in the cache"},
+		{"GET", q + "&limit=0", 400, "limit"},
+		{"GET", q + "&limit=x", 400, "limit"},
+		{"GET", q + "&cursor=%25%25", 400, "cursor"},
+		{"GET", "/cache/entries?handler=no-such-handler", 404, "no-such-handler"},
+		{"POST", "/cache/entries", 405, "use GET"},
+		{"GET", "/cache/purge", 405, "use POST"},
+		{"GET", "/cache/nothing", 404, "no such cache API route"},
+	} {
+		var ea errAnswer
+		if code := admin(t, c.method, c.target, nil, &ea); code != c.code || !strings.Contains(ea.Error, c.msg) {
+			t.Errorf("%s %s: %d %q, want %d and an error containing %q", c.method, c.target, code, ea.Error, c.code, c.msg)
+		}
+	}
+}
+
+type purgeAns struct {
+	DryRun  bool          `json:"dry_run"`
+	Removed int           `json:"removed"`
+	Results []purgeResult `json:"results"`
+}
+
+func purgeOK(t *testing.T, env *testEnv, body map[string]any) purgeAns {
+	t.Helper()
+	body["handler"] = env.name()
+	var ans purgeAns
+	if code := admin(t, "POST", "/cache/purge", body, &ans); code != 200 {
+		t.Fatalf("purge %v: %d %+v", body, code, ans)
+	}
+	if len(ans.Results) != 1 || ans.Results[0].Handler != env.name() || ans.Results[0].Error != "" {
+		t.Fatalf("purge %v: results %+v", body, ans.Results)
+	}
+	return ans
+}
+
+// A url purge removes every Vary variant; a dry run removes nothing.
+func TestAdminPurgeURLVariants(t *testing.T) {
+	env := opsEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Vary", "Accept-Language")
+		fmt.Fprintf(w, "body-%d", n)
+		return nil
+	})
+	env.get("/v", "Accept-Language", "en")
+	env.get("/v", "Accept-Language", "de")
+	env.get("/other", "Accept-Language", "en")
+	env.wantHits(3)
+	ans := purgeOK(t, env, map[string]any{"url": env.srv.URL + "/v", "dry_run": true})
+	if !ans.DryRun || ans.Removed != 2 || len(ans.Results[0].Keys) != 2 {
+		t.Fatalf("dry run: %+v", ans)
+	}
+	for _, k := range ans.Results[0].Keys {
+		if !strings.HasPrefix(k, env.srv.URL+"/v\x00vary:") {
+			t.Fatalf("dry run key %q is not a variant of /v", k)
+		}
+	}
+	wantStatus(t, env.get("/v", "Accept-Language", "en"), "hit")
+	ans = purgeOK(t, env, map[string]any{"url": env.srv.URL + "/v"})
+	if ans.DryRun || ans.Removed != 2 {
+		t.Fatalf("purge: %+v", ans)
+	}
+	wantStatus(t, env.get("/v", "Accept-Language", "en"), "fwd=uri-miss")
+	wantStatus(t, env.get("/v", "Accept-Language", "de"), "fwd=vary-miss")
+	wantStatus(t, env.get("/other", "Accept-Language", "en"), "hit")
+	// a second purge finds nothing
+	if ans := purgeOK(t, env, map[string]any{"url": env.srv.URL + "/nothing"}); ans.Removed != 0 {
+		t.Fatalf("purge of an absent URL: %+v", ans)
+	}
+}
+
+// With key headers, a url purge removes every key-header variant; an
+// ignored query parameter does not matter.
+func TestAdminPurgeURLKeyHeaders(t *testing.T) {
+	env := opsEnv(t, `{"key": {"headers": ["X-Tenant"], "ignore_query": ["utm_*"]}}`, fixed("Cache-Control", "max-age=60"))
+	env.get("/k?a=1", "X-Tenant", "one")
+	env.get("/k?a=1&utm_source=x", "X-Tenant", "two")
+	env.get("/k?a=2", "X-Tenant", "one")
+	ans := purgeOK(t, env, map[string]any{"url": env.srv.URL + "/k?a=1&utm_medium=y"})
+	if ans.Removed != 2 {
+		t.Fatalf("purge: %+v", ans)
+	}
+	wantStatus(t, env.get("/k?a=1", "X-Tenant", "one"), "fwd=uri-miss")
+	wantStatus(t, env.get("/k?a=1", "X-Tenant", "two"), "fwd=uri-miss")
+	wantStatus(t, env.get("/k?a=2", "X-Tenant", "one"), "hit")
+}
+
+func TestAdminPurgePrefixHostTagAll(t *testing.T) {
+	env := opsEnv(t, "", tagged)
+	load := func() {
+		for _, p := range []string{"/p/1?k=red", "/p/2?c=red,blue", "/q?k=blue"} {
+			env.get(p)
+		}
+	}
+	count := func() int {
+		var ans listAnswer
+		admin(t, "GET", "/cache/entries?handler="+env.name(), nil, &ans)
+		return len(ans.Entries)
+	}
+	load()
+	if n := count(); n != 3 {
+		t.Fatalf("%d entries stored, want 3", n)
+	}
+	if ans := purgeOK(t, env, map[string]any{"prefix": strings.ToUpper(env.srv.URL[:4]) + env.srv.URL[4:] + "/p/", "dry_run": true}); ans.Removed != 2 {
+		t.Fatalf("prefix dry run: %+v", ans)
+	}
+	if n := count(); n != 3 {
+		t.Fatalf("dry run removed entries: %d left", n)
+	}
+	if ans := purgeOK(t, env, map[string]any{"prefix": env.srv.URL + "/p/"}); ans.Removed != 2 {
+		t.Fatalf("prefix: %+v", ans)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("after prefix purge: %d entries, want 1", n)
+	}
+	load()
+	if ans := purgeOK(t, env, map[string]any{"tag": "red"}); ans.Removed != 2 {
+		t.Fatalf("tag red: %+v", ans)
+	}
+	wantStatus(t, env.get("/q?k=blue"), "hit")
+	wantStatus(t, env.get("/p/1?k=red"), "fwd=uri-miss")
+	if ans := purgeOK(t, env, map[string]any{"tag": "blue", "dry_run": true}); ans.Removed != 1 {
+		t.Fatalf("tag blue dry run: %+v", ans)
+	}
+	if ans := purgeOK(t, env, map[string]any{"host": "elsewhere.example"}); ans.Removed != 0 {
+		t.Fatalf("host elsewhere: %+v", ans)
+	}
+	if ans := purgeOK(t, env, map[string]any{"host": strings.TrimPrefix(env.srv.URL, "http://")}); ans.Removed != 2 {
+		t.Fatalf("host: %+v", ans)
+	}
+	load()
+	if ans := purgeOK(t, env, map[string]any{"all": true}); ans.Removed != 3 {
+		t.Fatalf("all: %+v", ans)
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("after purge all: %d entries", n)
+	}
+}
+
+func TestAdminPurgeBadRequests(t *testing.T) {
+	env := opsEnv(t, "", tagged)
+	for _, c := range []struct {
+		body any
+		code int
+		msg  string
+	}{
+		{nil, 400, "JSON object is required"},
+		{`{"url":`, 400, "body"},
+		{`{"url": "http://x/"} {}`, 400, "more than one"},
+		{`{"path": "/"}`, 400, "unknown field"},
+		{map[string]any{}, 400, "exactly one"},
+		{map[string]any{"url": "http://x/", "tag": "t"}, 400, "exactly one"},
+		{map[string]any{"url": "/relative"}, 400, "absolute"},
+		{map[string]any{"url": "ftp://x/"}, 400, "absolute"},
+		{map[string]any{"prefix": "example.com/"}, 400, "http://"},
+		{map[string]any{"host": "example.com/x"}, 400, "host"},
+		{map[string]any{"all": true, "handler": "no-such"}, 404, "no-such"},
+	} {
+		var ea errAnswer
+		if code := admin(t, "POST", "/cache/purge", c.body, &ea); code != c.code || !strings.Contains(ea.Error, c.msg) {
+			t.Errorf("purge %v: %d %q, want %d and an error containing %q", c.body, code, ea.Error, c.code, c.msg)
+		}
+	}
+	_ = env
+}
+
+func TestAdminExpired(t *testing.T) {
+	env := opsEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		w.Header().Set("Cache-Control", "max-age="+strings.TrimPrefix(r.URL.Path, "/"))
+		w.Header().Set("ETag", `"e"`)
+		fmt.Fprintf(w, "body-%d", n)
+		return nil
+	})
+	env.get("/10")
+	env.get("/100")
+	env.clock.Advance(50 * time.Second)
+	var ans purgeAns
+	body := map[string]any{"handler": env.name(), "dry_run": true}
+	if code := admin(t, "POST", "/cache/expired", body, &ans); code != 200 || ans.Removed != 0 {
+		t.Fatalf("expired dry run: %d %+v", code, ans)
+	}
+	body["stale"] = true
+	if code := admin(t, "POST", "/cache/expired", body, &ans); code != 200 || ans.Removed != 1 {
+		t.Fatalf("stale dry run: %d %+v", code, ans)
+	}
+	delete(body, "dry_run")
+	if code := admin(t, "POST", "/cache/expired", body, &ans); code != 200 || ans.Removed != 1 ||
+		ans.Results[0].Keys[0] != env.srv.URL+"/10" {
+		t.Fatalf("stale: %d %+v", code, ans)
+	}
+	wantStatus(t, env.get("/100"), "hit")
+	wantStatus(t, env.get("/10"), "fwd=uri-miss")
+	// an empty body is fine
+	if code := admin(t, "POST", "/cache/expired?x", "", &ans); code != 200 {
+		t.Fatalf("empty body: %d", code)
+	}
+}
+
+func TestAdminStats(t *testing.T) {
+	env := opsEnv(t, "", fixed("Cache-Control", "max-age=60"))
+	env.get("/a")
+	env.get("/a")
+	env.get("/a")
+	env.get("/b")
+	env.do("POST", "/a")
+	var ans struct {
+		Handlers []handlerStats `json:"handlers"`
+	}
+	if code := admin(t, "GET", "/cache/stats?handler="+env.name(), nil, &ans); code != 200 || len(ans.Handlers) != 1 {
+		t.Fatalf("stats: %d %+v", code, ans)
+	}
+	s := ans.Handlers[0]
+	// the POST invalidated /a
+	if s.Hits != 2 || s.Misses != 2 || s.Bypass != 1 || s.Entries != 1 || s.Bytes <= 6 || s.HitRatio != 0.5 || s.Backend != "memory" {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// Surrogate keys are recorded from both fields and never reach the client,
+// on a miss or on a hit.
+func TestSurrogateKeysStripped(t *testing.T) {
+	env := opsEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Add("Surrogate-Key", "a  b\ta")
+		w.Header().Add("Surrogate-Key", "c")
+		w.Header().Set("Cache-Tag", "d, e,,a")
+		fmt.Fprint(w, "x")
+		return nil
+	})
+	for i, r := range []result{env.get("/s"), env.get("/s")} {
+		if r.header.Get("Surrogate-Key") != "" || r.header.Get("Cache-Tag") != "" {
+			t.Fatalf("response %d carries surrogate keys: %v", i, r.header)
+		}
+	}
+	e, err := env.h.store.Get(context.Background(), env.srv.URL+"/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(e.Tags, " "); got != "a b c d e" {
+		t.Fatalf("tags %q, want a b c d e", got)
+	}
+	if e.Header.Get("Surrogate-Key") != "" || e.Header.Get("Cache-Tag") != "" {
+		t.Fatalf("stored header carries surrogate keys: %v", e.Header)
+	}
+}
+
+func TestSurrogateKeysOptions(t *testing.T) {
+	origin := func(w http.ResponseWriter, r *http.Request, n int64) error {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Surrogate-Key", "a b")
+		w.Header().Set("X-Tags", "c,d e")
+		fmt.Fprint(w, "x")
+		return nil
+	}
+	t.Run("strip off", func(t *testing.T) {
+		env := opsEnv(t, `{"surrogate_keys": {"strip": false}}`, origin)
+		for _, r := range []result{env.get("/"), env.get("/")} {
+			if r.header.Get("Surrogate-Key") != "a b" {
+				t.Fatalf("Surrogate-Key %q, want it kept", r.header.Get("Surrogate-Key"))
+			}
+		}
+		e, _ := env.h.store.Get(context.Background(), env.srv.URL+"/")
+		if strings.Join(e.Tags, " ") != "a b" {
+			t.Fatalf("tags %q", e.Tags)
+		}
+	})
+	t.Run("custom header", func(t *testing.T) {
+		env := opsEnv(t, `{"surrogate_keys": {"headers": ["x-tags"]}}`, origin)
+		r := env.get("/")
+		if r.header.Get("X-Tags") != "" || r.header.Get("Surrogate-Key") != "a b" {
+			t.Fatalf("header %v", r.header)
+		}
+		e, _ := env.h.store.Get(context.Background(), env.srv.URL+"/")
+		if strings.Join(e.Tags, " ") != "c d e" {
+			t.Fatalf("tags %q", e.Tags)
+		}
+	})
+	t.Run("disabled", func(t *testing.T) {
+		env := opsEnv(t, `{"surrogate_keys": {"disabled": true}}`, origin)
+		r := env.get("/")
+		if r.header.Get("Surrogate-Key") != "a b" {
+			t.Fatalf("header %v", r.header)
+		}
+		e, _ := env.h.store.Get(context.Background(), env.srv.URL+"/")
+		if len(e.Tags) != 0 {
+			t.Fatalf("tags %q recorded while disabled", e.Tags)
+		}
+	})
+}
+
+func TestStoredEntryStrippedOnServe(t *testing.T) {
+	// an entry stored with the field (strip was off) does not show it
+	// once strip is on: same store, new handler
+	origin := fixed("Cache-Control", "max-age=60", "Surrogate-Key", "k")
+	off := opsEnv(t, `{"name": "off", "surrogate_keys": {"strip": false}}`, origin)
+	off.get("/")
+	on := new(Handler)
+	on.StorageRaw = json.RawMessage(fmt.Sprintf(`{"backend":"memory","name":%q}`, t.Name()))
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := on.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer on.Cleanup()
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", off.srv.URL+"/", nil)
+	if err := on.ServeHTTP(rec, req, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(rec.Header().Get("Cache-Status"), "hit") || rec.Header().Get("Surrogate-Key") != "" {
+		t.Fatalf("served %v", rec.Header())
+	}
+}
+
+func explainOne(t *testing.T, env *testEnv, path string, hdr ...string) explainResult {
+	t.Helper()
+	q := url.Values{"url": {env.srv.URL + path}, "handler": {env.name()}}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i] == "method" {
+			q.Set("method", hdr[i+1])
+			continue
+		}
+		q.Add("header", hdr[i]+": "+hdr[i+1])
+	}
+	var ans struct {
+		Results []explainResult `json:"results"`
+	}
+	if code := admin(t, "GET", "/cache/explain?"+q.Encode(), nil, &ans); code != 200 || len(ans.Results) != 1 {
+		t.Fatalf("explain %s: %d %+v", path, code, ans)
+	}
+	return ans.Results[0]
+}
+
+func wantExplain(t *testing.T, r explainResult, outcome, reason string) {
+	t.Helper()
+	if r.Outcome != outcome || !strings.Contains(r.Reason, reason) {
+		t.Fatalf("explain: %s %q, want %s and a reason containing %q", r.Outcome, r.Reason, outcome, reason)
+	}
+}
+
+func TestAdminExplain(t *testing.T) {
+	env := opsEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		switch r.URL.Path {
+		case "/etag":
+			w.Header().Set("Cache-Control", "max-age=60")
+			w.Header().Set("ETag", `"v1"`)
+		case "/plain":
+			w.Header().Set("Cache-Control", "max-age=60, stale-if-error=3600")
+		case "/cookie":
+			w.Header().Set("Cache-Control", "max-age=60")
+			w.Header().Set("Set-Cookie", "a=1")
+		case "/nostore":
+			w.Header().Set("Cache-Control", "no-store")
+		case "/vary":
+			w.Header().Set("Cache-Control", "max-age=60")
+			w.Header().Set("Vary", "Accept-Language")
+		}
+		fmt.Fprint(w, "x")
+		return nil
+	})
+	for _, p := range []string{"/etag", "/plain", "/cookie", "/nostore"} {
+		env.get(p)
+	}
+	env.get("/vary", "Accept-Language", "en")
+	env.clock.Advance(10 * time.Second)
+
+	r := explainOne(t, env, "/etag")
+	wantExplain(t, r, "hit", "fresh: age 10s of max-age=60, ttl 50s")
+	if r.Key != env.srv.URL+"/etag" || r.Entry == nil || r.Entry.Status != 200 {
+		t.Fatalf("explain result %+v", r)
+	}
+	wantExplain(t, explainOne(t, env, "/etag", "If-None-Match", `"v1"`), "hit", "304")
+	wantExplain(t, explainOne(t, env, "/etag", "Cache-Control", "no-cache"), "revalidate", "request no-cache")
+	wantExplain(t, explainOne(t, env, "/etag", "Cache-Control", "max-age=5"), "revalidate", "request max-age=5 exceeded")
+	wantExplain(t, explainOne(t, env, "/cookie"), "miss", "not stored: Set-Cookie")
+	wantExplain(t, explainOne(t, env, "/nostore"), "miss", "not stored: no-store")
+	wantExplain(t, explainOne(t, env, "/never"), "miss", "not in the cache")
+	wantExplain(t, explainOne(t, env, "/never", "Cache-Control", "only-if-cached"), "miss", "504")
+	wantExplain(t, explainOne(t, env, "/vary", "Accept-Language", "en"), "hit", "fresh")
+	wantExplain(t, explainOne(t, env, "/vary", "Accept-Language", "de"), "miss", `vary mismatch: no stored variant for Accept-Language="de" (1 variant(s) stored`)
+	wantExplain(t, explainOne(t, env, "/etag", "method", "POST"), "bypass", "unsafe method POST")
+	wantExplain(t, explainOne(t, env, "/etag", "method", "OPTIONS"), "bypass", "never served from the cache")
+	wantExplain(t, explainOne(t, env, "/etag", "Upgrade", "websocket"), "bypass", "upgrade")
+
+	env.clock.Advance(62 * time.Second)
+	wantExplain(t, explainOne(t, env, "/etag"), "revalidate", "stale: max-age=60 exceeded by 12s; would revalidate with If-None-Match")
+	wantExplain(t, explainOne(t, env, "/plain"), "miss", "stale: max-age=60 exceeded by 12s; no validator")
+	wantExplain(t, explainOne(t, env, "/plain", "Cache-Control", "max-stale=20"), "stale", "served stale: stale by 12s")
+
+	// explain changes nothing: still a hit afterwards for the fresh one
+	env.clock.Advance(-72 * time.Second)
+	wantStatus(t, env.get("/etag"), "hit")
+
+	for _, c := range []struct{ q, msg string }{
+		{"", "url: required"},
+		{"url=/relative", "absolute"},
+		{"url=http://x/&header=NoColon", "Name:Value"},
+		{"url=http://x/&method=G%20T", "method"},
+	} {
+		var ea errAnswer
+		if code := admin(t, "GET", "/cache/explain?"+c.q, nil, &ea); code != 400 || !strings.Contains(ea.Error, c.msg) {
+			t.Errorf("explain %q: %d %q, want 400 and %q", c.q, code, ea.Error, c.msg)
+		}
+	}
+}
+
+func TestResultCounters(t *testing.T) {
+	fail := false
+	env := opsEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		if fail {
+			w.WriteHeader(http.StatusBadGateway)
+			return nil
+		}
+		w.Header().Set("Cache-Control", "max-age=10, stale-if-error=600")
+		if r.URL.Path == "/etag" {
+			w.Header().Set("ETag", `"e"`)
+			if r.Header.Get("If-None-Match") == `"e"` {
+				w.WriteHeader(http.StatusNotModified)
+				return nil
+			}
+		}
+		fmt.Fprint(w, "x")
+		return nil
+	})
+	want := func(hit, stale, reval, miss, bypass float64) {
+		t.Helper()
+		got := env.h.ops.metrics.counts()
+		exp := [numResults]float64{hit, stale, reval, miss, bypass, 0}
+		if got != exp {
+			t.Fatalf("counts (hit stale revalidated miss bypass error) = %v, want %v", got, exp)
+		}
+	}
+	env.get("/a")
+	env.get("/a")
+	want(1, 0, 0, 1, 0)
+	env.do("DELETE", "/b")
+	env.do("GET", "/c", "Upgrade", "websocket")
+	want(1, 0, 0, 1, 2)
+	env.get("/etag")
+	env.clock.Advance(20 * time.Second)
+	env.get("/etag") // 304: revalidated
+	want(1, 0, 1, 2, 2)
+	fail = true
+	env.get("/a") // stale, origin 502: stale-if-error
+	want(1, 1, 1, 2, 2)
+	fail = false
+	env.get("/a") // stale without validator: refetched, a miss
+	want(1, 1, 1, 3, 2)
+}
+
+func TestHTTPPurge(t *testing.T) {
+	origin := fixed("Cache-Control", "max-age=60")
+	t.Run("allowed", func(t *testing.T) {
+		env := opsEnv(t, `{"purge": {"match": [{"remote_ip": {"ranges": ["127.0.0.1/8"]}}]}}`, origin)
+		env.get("/p")
+		r := env.do("PURGE", "/p")
+		var body struct {
+			Purged int      `json:"purged"`
+			Keys   []string `json:"keys"`
+		}
+		if err := json.Unmarshal([]byte(r.body), &body); err != nil || r.status != 200 || body.Purged != 1 {
+			t.Fatalf("PURGE: %d %s", r.status, r.body)
+		}
+		wantStatus(t, env.get("/p"), "fwd=uri-miss")
+		env.wantHits(2)
+	})
+	t.Run("not allowed", func(t *testing.T) {
+		env := opsEnv(t, `{"purge": {"method": "BAN", "match": [{"remote_ip": {"ranges": ["10.0.0.0/8"]}}]}}`, origin)
+		env.get("/p")
+		r := env.do("BAN", "/p")
+		if r.status != http.StatusMethodNotAllowed || !strings.Contains(r.body, "not allowed") {
+			t.Fatalf("BAN from a disallowed address: %d %s", r.status, r.body)
+		}
+		wantStatus(t, env.get("/p"), "hit")
+		env.wantHits(1)
+	})
+	t.Run("off by default", func(t *testing.T) {
+		env := opsEnv(t, "", origin)
+		env.get("/p")
+		r := env.do("PURGE", "/p")
+		// forwarded to the origin like any unsafe method
+		if r.status != 200 || r.body != "body-2" {
+			t.Fatalf("PURGE without purge option: %d %s", r.status, r.body)
+		}
+	})
+}
+
+func TestOpsValidation(t *testing.T) {
+	for _, c := range []struct{ config, msg string }{
+		{`{"name": "has space"}`, "name"},
+		{`{"purge": {}}`, "request matcher is required"},
+		{`{"purge": {"method": "GET", "match": [{"remote_ip": {"ranges": ["127.0.0.1"]}}]}}`, "GET and HEAD"},
+		{`{"purge": {"method": "P URGE", "match": [{"remote_ip": {"ranges": ["127.0.0.1"]}}]}}`, "method token"},
+		{`{"surrogate_keys": {"headers": ["a b"]}}`, "surrogate_keys headers"},
+	} {
+		h := new(Handler)
+		if err := json.Unmarshal([]byte(c.config), h); err != nil {
+			t.Fatal(err)
+		}
+		h.StorageRaw = json.RawMessage(`{"backend":"memory","name":"validation"}`)
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		err := h.Provision(ctx)
+		_ = h.Cleanup()
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%s: error %v, want one containing %q", c.config, err, c.msg)
+		}
+	}
+}
+
+// provisionNamed provisions a handler in ctx and returns it.
+func provisionNamed(t *testing.T, ctx caddy.Context, name string) (*Handler, error) {
+	h := &Handler{Name: name, StorageRaw: json.RawMessage(`{"backend":"memory","name":"registry"}`)}
+	err := h.Provision(ctx)
+	return h, err
+}
+
+func TestRegistryAcrossReloads(t *testing.T) {
+	names := func() []string {
+		var out []string
+		for _, h := range liveHandlers() {
+			if strings.HasPrefix(h.ops.name, "reg-") || strings.HasPrefix(h.ops.name, "memory-") {
+				out = append(out, h.ops.name)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	before := names()
+	ctx1, cancel1 := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel1()
+	old, err := provisionNamed(t, ctx1, "reg-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provisionNamed(t, ctx1, "reg-a"); err == nil || !strings.Contains(err.Error(), "already used") {
+		t.Fatalf("second reg-a in one config: %v", err)
+	}
+	// auto names: stable, numbered within a config
+	a1, _ := provisionNamed(t, ctx1, "")
+	a2, _ := provisionNamed(t, ctx1, "")
+	if !strings.HasPrefix(a1.ops.name, "memory-") || a2.ops.name != a1.ops.name+"-2" {
+		t.Fatalf("auto names %q %q", a1.ops.name, a2.ops.name)
+	}
+	// reload: the new config provisions before the old is cleaned up
+	ctx2, cancel2 := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel2()
+	cur, err := provisionNamed(t, ctx2, "reg-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b1, _ := provisionNamed(t, ctx2, "")
+	if b1.ops.name != a1.ops.name {
+		t.Fatalf("auto name changed across a reload: %q then %q", a1.ops.name, b1.ops.name)
+	}
+	if handlerNamed("reg-a") != cur {
+		t.Fatal("reg-a does not resolve to the newest handler")
+	}
+	// the old config goes away: the new handlers stay
+	for _, h := range []*Handler{old, a1, a2} {
+		_ = h.Cleanup()
+	}
+	if handlerNamed("reg-a") != cur || handlerNamed(a1.ops.name) != b1 || handlerNamed(a2.ops.name) != nil {
+		t.Fatalf("after cleaning the old config: %v", names())
+	}
+	// with two handlers in scope, a raw key cursor is ambiguous
+	var ea errAnswer
+	if code := admin(t, "GET", "/cache/entries?cursor="+url.QueryEscape("http://x/"), nil, &ea); code != 400 || !strings.Contains(ea.Error, "handler=") {
+		t.Fatalf("raw cursor without handler: %d %q", code, ea.Error)
+	}
+	_ = cur.Cleanup()
+	_ = b1.Cleanup()
+	if got := names(); strings.Join(got, ",") != strings.Join(before, ",") {
+		t.Fatalf("registry after cleanup %v, want %v", got, before)
+	}
+}
