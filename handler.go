@@ -31,6 +31,11 @@ const (
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if _, ok := r.Context().Value(caddyhttp.ErrorCtxKey).(error); ok {
+		// In handle_errors: an error page must never be stored under the
+		// URL that failed, nor a stored page hide the error.
+		return h.bypass(w, r, next, "error-handler")
+	}
 	switch r.Method {
 	case http.MethodGet:
 		if !h.allowGET {
@@ -647,6 +652,11 @@ func (h *Handler) lifetime(status int, hdr http.Header, cc policy.Directives, no
 	if !has && h.TTL > 0 {
 		configured, has = time.Duration(h.TTL), true
 	}
+	if has && !h.heuristicStatus(status) {
+		// A configured lifetime is not the origin's freshness: errors
+		// (5xx, 403, 429, ...) are stored only when the origin says so.
+		has = false
+	}
 	if h.ignoreCC {
 		if has {
 			return configured, true, false
@@ -666,6 +676,15 @@ func (h *Handler) lifetime(status int, hdr http.Header, cc policy.Directives, no
 		return configured, true, false
 	}
 	return d, false, false
+}
+
+// heuristicStatus reports whether status may be stored without explicit
+// freshness (the status option, or RFC 9110's default set).
+func (h *Handler) heuristicStatus(status int) bool {
+	if h.cacheable != nil {
+		return h.cacheable(status)
+	}
+	return policy.DefaultCacheable(status)
 }
 
 // store saves the collected response, under its variant key when it varies.
