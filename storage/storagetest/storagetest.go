@@ -907,3 +907,77 @@ func (s *suite) stats(t *testing.T) {
 	}
 	want(2, "after deleting one of 3 entries")
 }
+
+// Concurrent runs workers goroutines of ops mixed operations each (Put, Get,
+// Delete and, on stores that have it, List) over a few keys, spreading the
+// workers over stores — several handles on, or several processes' views
+// of, one storage. It fails the test on any error other than ErrNotFound
+// and on any entry that is not exactly one of those written under its key.
+func Concurrent(t *testing.T, stores []storage.Store, workers, ops int) {
+	t.Helper()
+	const nkeys = 6
+	var (
+		written sync.Map
+		mu      sync.Mutex
+		failed  int
+		wg      sync.WaitGroup
+	)
+	fail := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		failed++
+		if failed <= 10 {
+			t.Errorf(format, args...)
+		}
+	}
+	for w := range workers {
+		st := stores[w%len(stores)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range ops {
+				key := fmt.Sprintf("load/%d", (w*7+i)%nkeys)
+				var err error
+				switch i % 10 {
+				case 0, 1, 2:
+					id := fmt.Sprintf("w%d-%d", w, i)
+					e := Entry(id, 500+(w*131+i*17)%20000)
+					e.URL = key + "#" + id
+					written.Store(id, e)
+					err = st.Put(bg, key, e)
+				case 3:
+					err = st.Delete(bg, key)
+				case 4:
+					if l, ok := st.(storage.Lister); ok && i%50 == 4 {
+						err = l.List(bg, "load/", func(string, *storage.Entry) error { return nil })
+					}
+				default:
+					var got *storage.Entry
+					got, err = st.Get(bg, key)
+					if err == nil {
+						id := got.Header.Get("X-Entry-Id")
+						want, ok := written.Load(id)
+						switch {
+						case !ok || want.(*storage.Entry).URL != key+"#"+id:
+							fail("worker %d: Get(%q) returned an entry never written under that key (id %q)", w, key, id)
+						default:
+							if d := Diff(want.(*storage.Entry), got, 0); d != "" {
+								fail("worker %d: Get(%q) returned a torn entry: %s", w, key, d)
+							}
+						}
+					}
+					if errors.Is(err, storage.ErrNotFound) {
+						err = nil
+					}
+				}
+				if err != nil {
+					fail("worker %d op %d on %q: %v", w, i, key, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if failed > 0 {
+		t.Fatalf("%d of %d operations failed, want none", failed, workers*ops)
+	}
+}
