@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sort"
 	"strings"
 	"time"
 
@@ -239,6 +240,7 @@ func (h *Handler) purge(ctx context.Context, req purgeRequest, u *url.URL) purge
 	}
 	res.Removed = len(ks.responses)
 	res.Keys = ks.responses
+	sort.Strings(res.Keys)
 	if len(res.Keys) > maxReportedKeys {
 		res.Keys, res.KeysTruncated = res.Keys[:maxReportedKeys], true
 	}
