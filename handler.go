@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -883,12 +884,27 @@ func (h *Handler) get(ctx context.Context, key string) (*storage.Entry, error) {
 		return nil, storage.ErrNotFound
 	case errors.Is(err, storage.ErrCorrupt):
 		h.storeUp()
-		h.logger.Warn("corrupt cache entry removed", zap.String("backend", h.backendName), zap.Error(err))
+		h.logCorrupt(err)
 		_ = h.store.Delete(ctx, key)
 		return nil, storage.ErrNotFound
 	}
 	h.storeFailed("get", err)
 	return nil, err
+}
+
+// lastCorruptWarn is when a corrupt entry was last logged at Warn (Unix
+// ns). A format change or a foreign writer can make every entry corrupt at
+// once: one warning a minute says so, the others go to Debug.
+var lastCorruptWarn atomic.Int64
+
+func (h *Handler) logCorrupt(err error) {
+	now := time.Now().UnixNano()
+	if last := lastCorruptWarn.Load(); now-last >= int64(time.Minute) && lastCorruptWarn.CompareAndSwap(last, now) {
+		h.logger.Warn("corrupt cache entries are being removed (more within a minute are logged at debug level)",
+			zap.String("backend", h.backendName), zap.Error(err))
+	} else if ce := h.logger.Check(zapcore.DebugLevel, "corrupt cache entry removed"); ce != nil {
+		ce.Write(zap.String("backend", h.backendName), zap.Error(err))
+	}
 }
 
 func (h *Handler) put(ctx context.Context, key string, e *storage.Entry) error {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddycache/caddy-cache/storage"
 	"github.com/caddycache/caddy-cache/storage/memory"
@@ -200,8 +198,8 @@ func (f *faultStore) begin(ctx context.Context, key string) string {
 	} else {
 		s.noDeadline.Add(1)
 	}
-	if r, ok := ctx.Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok {
-		if id := r.Header.Get("X-Fault-Req"); id != "" {
+	if repl, ok := ctx.Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		if id, _ := repl.GetString("http.request.header.X-Fault-Req"); id != "" {
 			c, _ := s.perRequest.LoadOrStore(id, new(atomic.Int64))
 			c.(*atomic.Int64).Add(1)
 		}
