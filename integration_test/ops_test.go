@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -106,8 +107,35 @@ func opsOrigin(t *testing.T) *origin {
 	})
 }
 
+// opsBackend is a storage block for the ops tests, unique to the test.
+type opsBackend struct {
+	name    string
+	storage func(t *testing.T) string
+}
+
+// opsBackends are the backends the admin API is tested on.
+var opsBackends = []opsBackend{
+	{"memory", func(t *testing.T) string {
+		return fmt.Sprintf("storage memory {\n\t\t\tname %s\n\t\t}", t.Name())
+	}},
+	{"sqlite", func(t *testing.T) string {
+		return fmt.Sprintf("storage sqlite {\n\t\t\tpath %s\n\t\t}", filepath.Join(t.TempDir(), "cache.db"))
+	}},
+}
+
+// forEachBackend runs test once per backend in opsBackends.
+func forEachBackend(t *testing.T, test func(t *testing.T, storage string)) {
+	for _, b := range opsBackends {
+		t.Run(b.name, func(t *testing.T) { test(t, b.storage(t)) })
+	}
+}
+
 func opsSite(t *testing.T, o *origin, extra string) string {
-	return fmt.Sprintf("\tcache {\n\t\tname ops\n\t\tstorage memory {\n\t\t\tname %s\n\t\t}\n%s\t}\n\treverse_proxy %s", t.Name(), extra, o.addr())
+	return opsSiteOn(fmt.Sprintf("storage memory {\n\t\t\tname %s\n\t\t}", t.Name()), o, extra)
+}
+
+func opsSiteOn(storage string, o *origin, extra string) string {
+	return fmt.Sprintf("\tcache {\n\t\tname ops\n\t\t%s\n%s\t}\n\treverse_proxy %s", storage, extra, o.addr())
 }
 
 func (in *instance) list(query string) opsList {
@@ -129,9 +157,11 @@ func (in *instance) purge(body map[string]any) opsPurge {
 	return p
 }
 
-func TestOpsListInspectPurge(t *testing.T) {
+func TestOpsListInspectPurge(t *testing.T) { forEachBackend(t, testOpsListInspectPurge) }
+
+func testOpsListInspectPurge(t *testing.T, storage string) {
 	o := opsOrigin(t)
-	in := startCaddy(t, opsSite(t, o, ""))
+	in := startCaddy(t, opsSiteOn(storage, o, ""))
 	for _, p := range []string{"/a?k=red", "/b?k=red+blue", "/dir/c", "/dir/d?k=blue"} {
 		r := in.get(p)
 		wantCacheStatus(t, r, "stored")
@@ -141,7 +171,7 @@ func TestOpsListInspectPurge(t *testing.T) {
 	}
 	l := in.list("")
 	if len(l.Entries) != 4 || l.Entries[0].Key != in.site+"/a?k=red" || l.Entries[0].Handler != "ops" ||
-		l.Entries[0].Backend != "memory" || !l.Entries[0].Fresh || strings.Join(l.Entries[1].Tags, " ") != "red blue" {
+		l.Entries[0].Backend != strings.Fields(storage)[1] || !l.Entries[0].Fresh || strings.Join(l.Entries[1].Tags, " ") != "red blue" {
 		t.Fatalf("list: %+v", l)
 	}
 	// pagination
@@ -220,9 +250,11 @@ func TestOpsListInspectPurge(t *testing.T) {
 	}
 }
 
-func TestOpsExplain(t *testing.T) {
+func TestOpsExplain(t *testing.T) { forEachBackend(t, testOpsExplain) }
+
+func testOpsExplain(t *testing.T, storage string) {
 	o := opsOrigin(t)
-	in := startCaddy(t, opsSite(t, o, ""))
+	in := startCaddy(t, opsSiteOn(storage, o, ""))
 	in.get("/page")
 	in.get("/cookie")
 	in.get("/old")
