@@ -520,7 +520,7 @@ func (a *AdminAPI) expired(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) removeExpired(ctx context.Context, stale, dry bool) purgeResult {
 	res := purgeResult{Handler: h.ops.name, Backend: h.backendName}
 	var errs []string
-	if ex, ok := h.ops.raw.(storage.Expirer); ok && !dry {
+	if ex, ok := optional[storage.Expirer](h.ops.raw); ok && !dry {
 		n, err := ex.DeleteExpired(ctx)
 		res.Removed += int(n)
 		if err != nil {

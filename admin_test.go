@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddycache/caddy-cache/storage"
 )
 
 // opsEnv is a testEnv whose handler has a name, unregistered when the test
@@ -758,4 +760,38 @@ func TestRegistryAcrossReloads(t *testing.T) {
 	if got := names(); strings.Join(got, ",") != strings.Join(before, ",") {
 		t.Fatalf("registry after cleanup %v, want %v", got, before)
 	}
+}
+
+type coldOnly struct{ storage.Store }
+
+func (c coldOnly) Cold() storage.Store { return c.Store }
+
+type indexed struct {
+	storage.Store
+	keys []string
+}
+
+func (i indexed) KeysForTag(context.Context, string) ([]string, error) { return i.keys, nil }
+
+func TestOptionalThroughColdTier(t *testing.T) {
+	ix := indexed{keys: []string{"k"}}
+	if got, ok := optional[storage.TagIndex](coldOnly{ix}); !ok || got == nil {
+		t.Fatal("TagIndex of the cold tier not found")
+	}
+	if _, ok := optional[storage.Expirer](coldOnly{ix}); ok {
+		t.Fatal("found an Expirer that is not there")
+	}
+}
+
+// A store with a tag index is purged through it, not by walking.
+func TestPurgeByTagUsesIndex(t *testing.T) {
+	env := opsEnv(t, "", tagged)
+	env.get("/i?k=x")
+	env.get("/j?k=x")
+	// the index knows only /i (and a key that no longer exists)
+	env.h.ops.raw = indexed{Store: env.h.ops.raw, keys: []string{env.srv.URL + "/i?k=x", env.srv.URL + "/gone"}}
+	if ans := purgeOK(t, env, map[string]any{"tag": "x"}); ans.Removed != 1 || ans.Results[0].Keys[0] != env.srv.URL+"/i?k=x" {
+		t.Fatalf("purge by tag through the index: %+v", ans)
+	}
+	wantStatus(t, env.get("/j?k=x"), "hit")
 }

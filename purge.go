@@ -347,7 +347,7 @@ func (h *Handler) primaryKeys(ctx context.Context, key string, ks *keySet) error
 // tagKeys finds the responses recorded with tag, through the store's tag
 // index when it has one, else by walking every entry.
 func (h *Handler) tagKeys(ctx context.Context, tag string, ks *keySet) error {
-	if ti, ok := h.ops.raw.(storage.TagIndex); ok {
+	if ti, ok := optional[storage.TagIndex](h.ops.raw); ok {
 		keys, err := ti.KeysForTag(ctx, tag)
 		if err != nil {
 			return fmt.Errorf("looking up tag %q: %w", tag, err)
@@ -387,6 +387,21 @@ func (h *Handler) walkKeys(ctx context.Context, prefixes []string, match func(st
 		}
 	}
 	return nil
+}
+
+// optional finds an optional interface on a store or, for a tiered store
+// (which has Cold), on its cold tier: the hot tier is a memory cache that
+// needs neither an index nor a sweep.
+func optional[T any](st storage.Store) (T, bool) {
+	if v, ok := st.(T); ok {
+		return v, true
+	}
+	if c, ok := st.(interface{ Cold() storage.Store }); ok {
+		v, ok := c.Cold().(T)
+		return v, ok
+	}
+	var zero T
+	return zero, false
 }
 
 // normalizePrefix lower-cases the scheme and host of a URL prefix and
