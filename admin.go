@@ -36,8 +36,12 @@ func init() {
 //	     {"entries": [entry...], "next_cursor": "..."}; entries are sorted by
 //	     handler then key; limit defaults to 100 (at most 10000); pass
 //	     next_cursor back as cursor for the next page (with one handler in
-//	     scope, the last key returned works as a cursor too).
+//	     scope, the last key returned works as a cursor too); host matches
+//	     the key's host exactly (with its port when not the default);
+//	     index=1 also lists Vary index entries.
 //	GET  /cache/entries/<url-escaped key>[?body=1]
+//	     the key escaped as one path segment (encodeURIComponent,
+//	     url.PathEscape): "/" as %2F, the newline of key headers as %0A;
 //	     one entry with its header (and body: "body" when it is UTF-8,
 //	     else "body_base64").
 //	POST /cache/purge  {"url"|"prefix"|"host"|"tag": "...", "all": true, "dry_run": bool, "handler": "..."}
