@@ -59,7 +59,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.bypass(w, r, next, reason)
 	}
 	key := h.cacheKey(r)
-	if len(key) > storage.MaxKeyLen {
+	if len(key) > maxPrimaryKeyLen {
 		return h.bypass(w, r, next, "key-too-long")
 	}
 	x := &exchange{h: h, w: w, r: r, next: next, key: key, reqCC: policy.RequestDirectives(r.Header)}
@@ -712,9 +712,39 @@ func (x *exchange) store(body []byte) {
 	}
 }
 
+// varyLocks serialise, within the process, the read-modify-write of Vary
+// indexes: without them concurrent variants of one URL drop each other from
+// the index, and a variant missing from its index escapes max_variants.
+// Striped by key; waiting for one honours ctx (storage_timeout).
+var varyLocks = func() (l [64]chan struct{}) {
+	for i := range l {
+		l[i] = make(chan struct{}, 1)
+	}
+	return l
+}()
+
+func lockVaryIndex(ctx context.Context, key string) (unlock func(), ok bool) {
+	var sum uint32 = 2166136261 // FNV-1a
+	for i := 0; i < len(key); i++ {
+		sum = (sum ^ uint32(key[i])) * 16777619
+	}
+	l := varyLocks[sum%uint32(len(varyLocks))]
+	select {
+	case l <- struct{}{}:
+		return func() { <-l }, true
+	case <-ctx.Done():
+		return nil, false
+	}
+}
+
 // updateVaryIndex records a new variant in the URL's Vary index, dropping the
 // oldest variants beyond max_variants.
 func (h *Handler) updateVaryIndex(ctx context.Context, key string, e *storage.Entry, vk string) {
+	unlock, ok := lockVaryIndex(ctx, key)
+	if !ok {
+		return
+	}
+	defer unlock()
 	idx := &storage.Entry{Kind: storage.KindVary, URL: e.URL, Vary: e.Vary, Expires: e.Expires, Header: http.Header{}}
 	if old, err := h.get(ctx, key); err == nil && old.Kind == storage.KindVary && equalStrings(old.Vary, e.Vary) {
 		for _, v := range old.Variants {

@@ -126,6 +126,14 @@ func filterQuery(raw string, ignore []string) string {
 	return strings.Join(kept, "&")
 }
 
+// variantSuffixLen is how much longer a variant key is than its primary
+// key: "\x00vary:" and 32 hex digits.
+const variantSuffixLen = len("\x00vary:") + 32
+
+// maxPrimaryKeyLen is the longest primary key the cache uses, so that its
+// variant keys too stay within storage.MaxKeyLen.
+const maxPrimaryKeyLen = storage.MaxKeyLen - variantSuffixLen
+
 // variantKey returns the key of the variant of primary selected by the
 // request's values of the Vary names, and those normalised values.
 func variantKey(primary string, names []string, r *http.Request) (string, map[string]string) {
