@@ -193,8 +193,12 @@ func diff(want, got *storage.Entry, prec time.Duration, meta bool) string {
 		{"Expires", got.Expires, want.Expires},
 	} {
 		if !timeEqual(tc.got, tc.want, prec) {
-			add("%s: got %s, want %s (precision %v)", tc.name,
-				tc.got.UTC().Format(time.RFC3339Nano), tc.want.UTC().Format(time.RFC3339Nano), prec)
+			how := "exact"
+			if prec > time.Nanosecond {
+				how = "precision " + prec.String()
+			}
+			add("%s: got %s, want %s (%s)", tc.name,
+				tc.got.UTC().Format(time.RFC3339Nano), tc.want.UTC().Format(time.RFC3339Nano), how)
 		}
 	}
 	if got.InitialAge != want.InitialAge {
