@@ -296,7 +296,7 @@ func (d *DynamoDB) put(ctx context.Context, key string, e *storage.Entry) error 
 	} else {
 		gen, parts = newGen(), (len(data)+PartSize-1)/PartSize
 		if err := d.writeParts(ctx, gen, data, expires); err != nil {
-			d.cleanupParts(ctx, gen, parts)
+			d.cleanupParts(gen, parts)
 			return fmt.Errorf("dynamodb put: %w", err)
 		}
 		item["parts"] = numAttr(int64(parts))
@@ -309,7 +309,7 @@ func (d *DynamoDB) put(ctx context.Context, key string, e *storage.Entry) error 
 	})
 	if err != nil {
 		if gen != "" {
-			d.cleanupParts(ctx, gen, parts)
+			d.cleanupParts(gen, parts)
 		}
 		return fmt.Errorf("dynamodb put: %w", err)
 	}
@@ -365,14 +365,15 @@ func (d *DynamoDB) deleteParts(ctx context.Context, gen string, n int) error {
 	return d.batchWrite(ctx, reqs)
 }
 
-// cleanupParts removes the parts of a Put that failed, best effort, even
-// when ctx is already done (they would otherwise wait for TTL).
-func (d *DynamoDB) cleanupParts(ctx context.Context, gen string, n int) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := d.deleteParts(ctx, gen, n); err != nil {
-		d.logger.Debug("removing the parts of a failed dynamodb put", zap.Error(err))
-	}
+// cleanupParts removes the parts of a Put that failed, in the background
+// (the Put's ctx may be done, and the request must not wait). Parts it
+// misses expire through TTL with their entry.
+func (d *DynamoDB) cleanupParts(gen string, n int) {
+	d.shared.goCleanup(func(ctx context.Context) {
+		if err := d.deleteParts(ctx, gen, n); err != nil && ctx.Err() == nil {
+			d.logger.Debug("removing the parts of a failed dynamodb put", zap.Error(err))
+		}
+	})
 }
 
 // dropOldParts removes the parts of a replaced or deleted manifest, unless

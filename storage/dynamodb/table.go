@@ -66,6 +66,24 @@ func (t *table) Destruct() error {
 	return nil
 }
 
+// goCleanup runs fn in the background (for cleanups the request must not
+// wait for), under a timeout, unless the table state was destroyed.
+func (t *table) goCleanup(fn func(ctx context.Context)) {
+	t.mu.Lock()
+	if t.stopCtx.Err() != nil {
+		t.mu.Unlock()
+		return
+	}
+	t.wg.Add(1)
+	t.mu.Unlock()
+	go func() {
+		defer t.wg.Done()
+		ctx, cancel := context.WithTimeout(t.stopCtx, time.Minute)
+		defer cancel()
+		fn(ctx)
+	}()
+}
+
 // ensure makes sure the table exists when create is set, creating it (and
 // enabling TTL) on first use. The creation runs in the background under its
 // own timeout; ensure waits for it at most until ctx is done.

@@ -5,6 +5,7 @@ import (
 
 	"github.com/caddycache/caddy-cache/storage"
 	"github.com/caddycache/caddy-cache/storage/internal/caddyopt"
+	"github.com/caddycache/caddy-cache/storage/internal/mongoconn"
 )
 
 func unmarshalCaddyfile(d *caddyfile.Dispenser, m *MongoDB) error {
@@ -22,13 +23,13 @@ func unmarshalCaddyfile(d *caddyfile.Dispenser, m *MongoDB) error {
 			err = caddyopt.String(d, &m.URI)
 		case "database":
 			if err = caddyopt.String(d, &m.Database); err == nil {
-				if e := CheckDatabaseName(m.Database); e != nil {
+				if e := mongoconn.CheckDatabaseName(m.Database); e != nil {
 					err = d.Errf("database %q: %v", m.Database, e)
 				}
 			}
 		case "collection":
 			if err = caddyopt.String(d, &m.Collection); err == nil {
-				if e := CheckCollectionName(m.Collection); e != nil {
+				if e := mongoconn.CheckCollectionName(m.Collection); e != nil {
 					err = d.Errf("collection %q: %v", m.Collection, e)
 				}
 			}

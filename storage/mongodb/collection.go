@@ -327,7 +327,7 @@ func (c *collection) doList(ctx context.Context, prefix string, fn func(string, 
 	if err != nil {
 		return fmt.Errorf("mongodb list: %w", err)
 	}
-	defer cur.Close(context.WithoutCancel(ctx))
+	defer mongoconn.CloseCursor(ctx, cur)
 	for cur.Next(ctx) {
 		key, ok := cur.Current.Lookup("_id").StringValueOK()
 		if !ok {
@@ -386,7 +386,7 @@ func (c *collection) doStats(ctx context.Context) (storage.Stats, error) {
 	if err != nil {
 		return storage.Stats{}, fmt.Errorf("mongodb stats: %w", err)
 	}
-	defer cur.Close(context.WithoutCancel(ctx))
+	defer mongoconn.CloseCursor(ctx, cur)
 	if cur.Next(ctx) {
 		s.Bytes, _ = cur.Current.Lookup("bytes").AsInt64OK()
 	}

@@ -150,10 +150,10 @@ func (m *MongoDB) Validate() error {
 	if strings.TrimSpace(m.URI) == "" {
 		return errors.New("mongodb storage: uri is required")
 	}
-	if err := CheckDatabaseName(m.Database); err != nil {
+	if err := mongoconn.CheckDatabaseName(m.Database); err != nil {
 		return fmt.Errorf("mongodb storage: database %q: %w", m.Database, err)
 	}
-	if err := CheckCollectionName(m.Collection); err != nil {
+	if err := mongoconn.CheckCollectionName(m.Collection); err != nil {
 		return fmt.Errorf("mongodb storage: collection %q: %w", m.Collection, err)
 	}
 	if m.ConnectTimeout < 0 {
@@ -164,39 +164,6 @@ func (m *MongoDB) Validate() error {
 	}
 	if _, err := storage.ParseCompression(m.Compression); err != nil {
 		return fmt.Errorf("mongodb storage: compression: %w", err)
-	}
-	return nil
-}
-
-// CheckDatabaseName checks a MongoDB database name ("" is accepted: it
-// means the default).
-func CheckDatabaseName(s string) error {
-	if s == "" {
-		return nil
-	}
-	if len(s) > 63 {
-		return errors.New("longer than 63 bytes")
-	}
-	if i := strings.IndexAny(s, "/\\. \"$*<>:|?\x00"); i >= 0 {
-		return fmt.Errorf("contains %q", s[i])
-	}
-	return nil
-}
-
-// CheckCollectionName checks a MongoDB collection name ("" is accepted:
-// it means the default).
-func CheckCollectionName(s string) error {
-	if s == "" {
-		return nil
-	}
-	if strings.ContainsAny(s, "$\x00") {
-		return errors.New(`contains "$" or a NUL byte`)
-	}
-	if strings.HasPrefix(s, "system.") {
-		return errors.New(`must not start with "system."`)
-	}
-	if len(s) > 200 {
-		return errors.New("longer than 200 bytes")
 	}
 	return nil
 }

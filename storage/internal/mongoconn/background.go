@@ -107,6 +107,25 @@ func (b *Background) Setup(setup func(ctx context.Context) error, done func(erro
 	}()
 }
 
+// Go runs fn in the background under a timeout, unless Stop was called.
+// Stop cancels its context and waits for it. It is for cleanups that must
+// not delay the request that needs them.
+func (b *Background) Go(timeout time.Duration, fn func(ctx context.Context)) {
+	b.mu.Lock()
+	if b.ctx.Err() != nil {
+		b.mu.Unlock()
+		return
+	}
+	b.wg.Add(1)
+	b.mu.Unlock()
+	go func() {
+		defer b.wg.Done()
+		ctx, cancel := context.WithTimeout(b.ctx, timeout)
+		defer cancel()
+		fn(ctx)
+	}()
+}
+
 // Stop ends the sweeps and any running setup and waits for them.
 func (b *Background) Stop() {
 	b.mu.Lock() // no goroutine starts after this

@@ -240,6 +240,14 @@ func ExpiresAt(t time.Time) time.Time {
 	return r.UTC()
 }
 
+// CloseCursor closes cur, also when ctx is already done (so the server
+// can free it), but waits at most two seconds.
+func CloseCursor(ctx context.Context, cur *mongo.Cursor) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	_ = cur.Close(ctx)
+}
+
 // IsServerError reports whether err is an error the server sent back (as
 // opposed to a network failure or a timeout).
 func IsServerError(err error) bool {
@@ -248,4 +256,37 @@ func IsServerError(err error) bool {
 	}
 	var se mongo.ServerError
 	return errors.As(err, &se)
+}
+
+// CheckDatabaseName checks a MongoDB database name ("" is accepted: it
+// means the default).
+func CheckDatabaseName(s string) error {
+	if s == "" {
+		return nil
+	}
+	if len(s) > 63 {
+		return errors.New("longer than 63 bytes")
+	}
+	if i := strings.IndexAny(s, "/\\. \"$*<>:|?\x00"); i >= 0 {
+		return fmt.Errorf("contains %q", s[i])
+	}
+	return nil
+}
+
+// CheckCollectionName checks a MongoDB collection (or GridFS bucket) name ("" is accepted:
+// it means the default).
+func CheckCollectionName(s string) error {
+	if s == "" {
+		return nil
+	}
+	if strings.ContainsAny(s, "$\x00") {
+		return errors.New(`contains "$" or a NUL byte`)
+	}
+	if strings.HasPrefix(s, "system.") {
+		return errors.New(`must not start with "system."`)
+	}
+	if len(s) > 200 {
+		return errors.New("longer than 200 bytes")
+	}
+	return nil
 }
