@@ -352,7 +352,17 @@ fi
 # --- report ----------------------------------------------------------------
 
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+# ratio "a1 a2 ..." "b1 b2 ...": the median of the per-round ratios a_i/b_i
+# (each pair was measured minutes apart at most, so drifting load cancels).
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN {
+		n = split(a, x, " "); split(b, y, " "); m = 0
+		for (i = 1; i <= n; i++) if (y[i] > 0) r[++m] = x[i] / y[i]
+		if (m == 0) { print "-"; exit }
+		for (i = 2; i <= m; i++) { v = r[i]; for (j = i - 1; j >= 1 && r[j] > v; j--) r[j + 1] = r[j]; r[j + 1] = v }
+		printf "%.2f", (m % 2) ? r[(m + 1) / 2] : (r[m / 2] + r[m / 2 + 1]) / 2
+	}'
+}
 
 if [[ -n ${REV:-} ]]; then
 	commit=$REV
@@ -376,12 +386,12 @@ table() {
 	echo "$line"
 	echo "$sep"
 	for s in $SIZES; do
-		rs=$(median "${fig[$s,respond]}")
-		rp=$(median "${fig[$s,reverse_proxy]}")
-		line="| $s | $rs | $rp |"
+		rs=${fig[$s,respond]}
+		rp=${fig[$s,reverse_proxy]}
+		line="| $s | $(median "$rs") | $(median "$rp") |"
 		for i in "${!T_NAME[@]}"; do
-			h=$(median "${fig[$s,${T_NAME[$i]}]}")
-			line+=" $h | $(ratio "$h" "$rs") | $(ratio "$h" "$rp") |"
+			h=${fig[$s,${T_NAME[$i]}]}
+			line+=" $(median "$h") | $(ratio "$h" "$rs") | $(ratio "$h" "$rp") |"
 		done
 		echo "$line"
 	done
@@ -398,7 +408,8 @@ report() {
 	else
 		echo "Nothing is pinned (taskset or a second CPU missing)."
 	fi
-	echo "Median of $ROUNDS rounds; each round measures every size and target once, interleaved."
+	echo "Each round measures every size and target once, interleaved; $ROUNDS rounds. Figures are the"
+	echo "median over the rounds; ratios are the median of the per-round ratios."
 	echo "cache hit = \`${T_NAME[0]}\`: \`cache { ${TARGETS[0]#*|} }\` in front of \`reverse_proxy\`."
 	echo
 	echo "Load average (1, 5, 15 min); the machine is shared, read the figures with it:"
