@@ -155,6 +155,30 @@ func unexpired(now time.Time) bson.D {
 	}}}
 }
 
+// keysForTag returns the keys of the unexpired entries tagged tag.
+func (b *bucket) keysForTag(ctx context.Context, tag string) ([]string, error) {
+	h, err := b.handles(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("gridfs keys for tag: %w", err)
+	}
+	filter := append(bson.D{{Key: "tags", Value: tag}}, unexpired(time.Now())...)
+	cur, err := h.entries.Find(ctx, filter, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("gridfs keys for tag: %w", err)
+	}
+	defer mongoconn.CloseCursor(ctx, cur)
+	var keys []string
+	for cur.Next(ctx) {
+		if k, ok := cur.Current.Lookup("_id").StringValueOK(); ok {
+			keys = append(keys, k)
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return nil, fmt.Errorf("gridfs keys for tag: %w", err)
+	}
+	return keys, nil
+}
+
 // errVanished means the file went away while it was read.
 var errVanished = errors.New("file vanished")
 
@@ -472,10 +496,20 @@ func (b *bucket) sweepOnce(ctx context.Context) (expired, orphans int, err error
 		return 0, 0, err
 	}
 	now := time.Now()
+	expired, err = b.deleteExpired(ctx, h, now)
+	if err != nil {
+		return expired, 0, err
+	}
+	orphans, err = b.sweepOrphans(ctx, h, now)
+	return expired, orphans, err
+}
+
+// deleteExpired deletes the entries expired at now, with their files.
+func (b *bucket) deleteExpired(ctx context.Context, h *handles, now time.Time) (expired int, err error) {
 	cur, err := h.entries.Find(ctx, bson.D{{Key: "expires_at", Value: bson.D{{Key: "$lt", Value: now}}}},
 		options.Find().SetProjection(bson.D{{Key: "file_id", Value: 1}}))
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	type victim struct {
 		key string
@@ -492,24 +526,23 @@ func (b *bucket) sweepOnce(ctx context.Context) (expired, orphans int, err error
 	err = cur.Err()
 	mongoconn.CloseCursor(ctx, cur)
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	for _, v := range victims {
 		// Only if it still points at the same file: a concurrent Put may
 		// have replaced it with a live entry.
 		res, err := h.entries.DeleteOne(ctx, bson.D{{Key: "_id", Value: v.key}, {Key: "file_id", Value: v.fid}})
 		if err != nil {
-			return expired, 0, err
+			return expired, err
 		}
 		if res.DeletedCount == 1 {
 			expired++
 			if err := h.gfs.Delete(ctx, v.fid); err != nil && !errors.Is(err, mongo.ErrFileNotFound) {
-				return expired, 0, err
+				return expired, err
 			}
 		}
 	}
-	orphans, err = b.sweepOrphans(ctx, h, now)
-	return expired, orphans, err
+	return expired, nil
 }
 
 // sweepOrphans deletes files older than orphanAge that no entry points to.

@@ -211,6 +211,33 @@ func (g *GridFS) Stats(ctx context.Context) (storage.Stats, error) {
 	return s, err
 }
 
+// KeysForTag implements storage.TagIndex with a query on the tags index.
+func (g *GridFS) KeysForTag(ctx context.Context, tag string) ([]string, error) {
+	keys, err := g.shared.keysForTag(ctx, tag)
+	g.shared.health.Observe(err)
+	return keys, err
+}
+
+// DeleteExpired implements storage.Expirer: it deletes the expired entries
+// and their files now, as the sweeper does every sweep_interval.
+func (g *GridFS) DeleteExpired(ctx context.Context) (int64, error) {
+	n, err := g.deleteExpired(ctx)
+	g.shared.health.Observe(err)
+	return int64(n), err
+}
+
+func (g *GridFS) deleteExpired(ctx context.Context) (int, error) {
+	h, err := g.shared.handles(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("gridfs delete expired: %w", err)
+	}
+	n, err := g.shared.deleteExpired(ctx, h, time.Now())
+	if err != nil {
+		return n, fmt.Errorf("gridfs delete expired: %w", err)
+	}
+	return n, nil
+}
+
 // UnmarshalCaddyfile sets up the store from Caddyfile tokens:
 //
 //	storage gridfs [<uri>] {
@@ -280,5 +307,7 @@ var (
 	_ storage.Store         = (*GridFS)(nil)
 	_ storage.Lister        = (*GridFS)(nil)
 	_ storage.Statser       = (*GridFS)(nil)
+	_ storage.TagIndex      = (*GridFS)(nil)
+	_ storage.Expirer       = (*GridFS)(nil)
 	_ caddy.Destructor      = (*bucket)(nil)
 )

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -37,6 +38,7 @@ func TestFerretDB(t *testing.T) {
 		{"overwrite and delete remove files", testFilesFollowEntries},
 		{"readers never see partial entries", testReadersNeverSeePartialEntries},
 		{"sweeper removes expired entries and orphaned files", testSweeper},
+		{"tag index and expirer", testTagIndexAndExpirer},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, srv) })
 	}
@@ -211,6 +213,47 @@ func testSweeper(t *testing.T, srv *testservers.Server) {
 	}
 	if _, err := g.Get(bg, "later"); err != nil {
 		t.Fatalf("Get of the live entry after the sweep: %v", err)
+	}
+}
+
+// KeysForTag uses the tags field; DeleteExpired removes expired entries
+// with their files.
+func testTagIndexAndExpirer(t *testing.T, srv *testservers.Server) {
+	g := provision(t, &GridFS{URI: srv.URI, Bucket: uniqueName(t), SweepInterval: caddy.Duration(time.Hour)})
+	soon := time.Now().Add(time.Second)
+	for key, tags := range map[string][]string{"a": {"x", "y"}, "b": {"y"}, "c": {"x"}} {
+		e := storagetest.Entry(key, 10)
+		e.Tags = tags
+		if key == "c" {
+			e.Expires = soon
+		}
+		if err := g.Put(bg, key, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys := func(tag string) string {
+		ks, err := g.KeysForTag(bg, tag)
+		if err != nil {
+			t.Fatalf("KeysForTag(%q): %v", tag, err)
+		}
+		sort.Strings(ks)
+		return strings.Join(ks, ",")
+	}
+	if got := keys("x"); got != "a,c" {
+		t.Fatalf("KeysForTag(x) = %q, want a,c", got)
+	}
+	if got := keys("y"); got != "a,b" {
+		t.Fatalf("KeysForTag(y) = %q, want a,b", got)
+	}
+	time.Sleep(time.Until(soon) + 50*time.Millisecond)
+	if got := keys("x"); got != "a" {
+		t.Fatalf("KeysForTag(x) after c expired = %q, want a", got)
+	}
+	if n, err := g.DeleteExpired(bg); err != nil || n != 1 {
+		t.Fatalf("DeleteExpired: %d, %v; want 1", n, err)
+	}
+	if n, f, _ := counts(t, g); n != 2 || f != 2 {
+		t.Fatalf("after DeleteExpired: %d entries and %d files, want 2 and 2", n, f)
 	}
 }
 

@@ -156,6 +156,30 @@ func (c *collection) sweepOnce(ctx context.Context) (int64, error) {
 	return res.DeletedCount, nil
 }
 
+// keysForTag returns the keys of the unexpired documents tagged tag.
+func (c *collection) keysForTag(ctx context.Context, tag string) ([]string, error) {
+	coll, err := c.collection(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("mongodb keys for tag: %w", err)
+	}
+	filter := append(bson.D{{Key: "tags", Value: tag}}, unexpired(time.Now())...)
+	cur, err := coll.Find(ctx, filter, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, fmt.Errorf("mongodb keys for tag: %w", err)
+	}
+	defer mongoconn.CloseCursor(ctx, cur)
+	var keys []string
+	for cur.Next(ctx) {
+		if k, ok := cur.Current.Lookup("_id").StringValueOK(); ok {
+			keys = append(keys, k)
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return nil, fmt.Errorf("mongodb keys for tag: %w", err)
+	}
+	return keys, nil
+}
+
 // unexpired matches documents that have not expired at now.
 func unexpired(now time.Time) bson.D {
 	return bson.D{{Key: "$or", Value: bson.A{

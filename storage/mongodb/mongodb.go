@@ -208,6 +208,24 @@ func (m *MongoDB) Stats(ctx context.Context) (storage.Stats, error) {
 	return m.shared.stats(ctx)
 }
 
+// KeysForTag implements storage.TagIndex with a query on the tags index.
+func (m *MongoDB) KeysForTag(ctx context.Context, tag string) ([]string, error) {
+	keys, err := m.shared.keysForTag(ctx, tag)
+	m.shared.health.Observe(err)
+	return keys, err
+}
+
+// DeleteExpired implements storage.Expirer: what the sweeper does every
+// sweep_interval, now.
+func (m *MongoDB) DeleteExpired(ctx context.Context) (int64, error) {
+	n, err := m.shared.sweepOnce(ctx)
+	m.shared.health.Observe(err)
+	if err != nil {
+		return n, fmt.Errorf("mongodb delete expired: %w", err)
+	}
+	return n, nil
+}
+
 // UnmarshalCaddyfile sets up the store from Caddyfile tokens:
 //
 //	storage mongodb [<uri>] {
@@ -233,5 +251,7 @@ var (
 	_ storage.Store         = (*MongoDB)(nil)
 	_ storage.Lister        = (*MongoDB)(nil)
 	_ storage.Statser       = (*MongoDB)(nil)
+	_ storage.TagIndex      = (*MongoDB)(nil)
+	_ storage.Expirer       = (*MongoDB)(nil)
 	_ caddy.Destructor      = (*collection)(nil)
 )

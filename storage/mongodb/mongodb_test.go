@@ -345,3 +345,71 @@ func TestProvisionErrors(t *testing.T) {
 		}
 	}
 }
+
+// KeysForTag uses the tags field; DeleteExpired removes what has expired.
+func TestTagIndexAndExpirer(t *testing.T) {
+	srv := testservers.FerretDB(t)
+	m := provision(t, &MongoDB{URI: srv.URI, Collection: uniqueName(t), SweepInterval: caddy.Duration(time.Hour)})
+	testTagsAndExpiry(t, m, func() int64 { return countDocs(t, m) })
+}
+
+// testTagsAndExpiry checks storage.TagIndex and storage.Expirer on s;
+// count returns how many entries s holds, expired or not.
+func testTagsAndExpiry(t *testing.T, s interface {
+	storage.Store
+	storage.TagIndex
+	storage.Expirer
+}, count func() int64) {
+	t.Helper()
+	soon := time.Now().Add(time.Second)
+	for _, tc := range []struct {
+		key     string
+		tags    []string
+		expires time.Time
+	}{
+		{"a", []string{"x", "y"}, time.Now().Add(time.Hour)},
+		{"b", []string{"y"}, time.Time{}},
+		{"c", []string{"x"}, soon},
+		{"d", nil, time.Now().Add(time.Hour)},
+	} {
+		e := storagetest.Entry(tc.key, 10)
+		e.Tags, e.Expires = tc.tags, tc.expires
+		if err := s.Put(bg, tc.key, e); err != nil {
+			t.Fatalf("Put(%q): %v", tc.key, err)
+		}
+	}
+	keys := func(tag string) string {
+		t.Helper()
+		ks, err := s.KeysForTag(bg, tag)
+		if err != nil {
+			t.Fatalf("KeysForTag(%q): %v", tag, err)
+		}
+		sort.Strings(ks)
+		return strings.Join(ks, ",")
+	}
+	if got := keys("x"); got != "a,c" {
+		t.Fatalf("KeysForTag(x) = %q, want a,c", got)
+	}
+	if got := keys("y"); got != "a,b" {
+		t.Fatalf("KeysForTag(y) = %q, want a,b", got)
+	}
+	if got := keys("none"); got != "" {
+		t.Fatalf("KeysForTag(none) = %q, want nothing", got)
+	}
+	if n, err := s.DeleteExpired(bg); err != nil || n != 0 {
+		t.Fatalf("DeleteExpired before anything expired: %d, %v; want 0", n, err)
+	}
+	time.Sleep(time.Until(soon) + 50*time.Millisecond)
+	if got := keys("x"); got != "a" {
+		t.Fatalf("KeysForTag(x) after c expired = %q, want a", got)
+	}
+	if n := count(); n != 4 {
+		t.Fatalf("%d entries stored before DeleteExpired, want 4", n)
+	}
+	if n, err := s.DeleteExpired(bg); err != nil || n != 1 {
+		t.Fatalf("DeleteExpired: %d, %v; want 1", n, err)
+	}
+	if n := count(); n != 3 {
+		t.Fatalf("%d entries stored after DeleteExpired, want 3", n)
+	}
+}
