@@ -33,6 +33,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		storage <backend> [<args...>] {
 //			<backend options>
 //		}
+//		memory <size>|off
 //		ttl <duration>
 //		ttl <path-pattern> <duration|never|no-store>
 //		cache_control respect|ignore
@@ -134,6 +135,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = h.parseSurrogateKeys(d)
 		case "purge":
 			err = h.parsePurge(d)
+		case "memory":
+			var raw string
+			if !d.AllArgs(&raw) {
+				return d.ArgErr()
+			}
+			if raw == "off" {
+				h.Memory = -1
+			} else {
+				n, err := humanize.ParseBytes(raw)
+				if err != nil || n == 0 || n > math.MaxInt64 {
+					return d.Errf("memory %q: want a positive size or off", raw)
+				}
+				h.Memory = int64(n)
+			}
 		case "store_set_cookie":
 			if d.NextArg() {
 				return d.ArgErr()

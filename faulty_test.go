@@ -43,8 +43,10 @@ func (f *faultyStore) fail(ctx context.Context) error {
 func (f *faultyStore) Get(ctx context.Context, key string) (*storage.Entry, error) {
 	return nil, f.fail(ctx)
 }
-func (f *faultyStore) Put(ctx context.Context, key string, e *storage.Entry) error { return f.fail(ctx) }
-func (f *faultyStore) Delete(ctx context.Context, key string) error               { return f.fail(ctx) }
+func (f *faultyStore) Put(ctx context.Context, key string, e *storage.Entry) error {
+	return f.fail(ctx)
+}
+func (f *faultyStore) Delete(ctx context.Context, key string) error { return f.fail(ctx) }
 
 func TestDeadStoreGoesToOrigin(t *testing.T) {
 	for _, mode := range []string{"error", "hang"} {

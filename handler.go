@@ -176,9 +176,11 @@ type exchange struct {
 
 func (x *exchange) serve() error {
 	h := x.h
-	ctx, cancel := h.storageContext(x.r.Context())
-	x.lookup(ctx)
-	cancel()
+	if h.hot == nil || !x.lookupHot() {
+		ctx, cancel := h.storageContext(x.r.Context())
+		x.lookup(ctx)
+		cancel()
+	}
 
 	if e := x.stored; e != nil {
 		now := h.now()
@@ -325,6 +327,29 @@ func (x *exchange) lookup(ctx context.Context) {
 		return
 	}
 	x.stored, x.storedKey = e, key
+}
+
+// lookupHot finds the stored response in the hot tier alone, without the
+// storage timeout's timer: the common hit never touches the main store.
+func (x *exchange) lookupHot() bool {
+	ctx, hot := x.r.Context(), x.h.hot
+	e, err := hot.Get(ctx, x.key)
+	if err != nil {
+		return false
+	}
+	key := x.key
+	if e.Kind == storage.KindVary {
+		vk, _ := variantKey(x.key, e.Vary, x.r)
+		if e, err = hot.Get(ctx, vk); err != nil {
+			return false
+		}
+		key = vk
+	}
+	if e.Kind != storage.KindResponse || !varyMatches(e, x.r) || e.Expired(x.h.now()) {
+		return false
+	}
+	x.stored, x.storedKey = e, key
+	return true
 }
 
 // currentAge is the current_age of RFC 9111 §4.2.3.

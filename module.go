@@ -4,6 +4,8 @@
 package cache
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -19,6 +21,7 @@ import (
 	"github.com/caddycache/caddy-cache/policy"
 	"github.com/caddycache/caddy-cache/storage"
 	"github.com/caddycache/caddy-cache/storage/memory"
+	"github.com/caddycache/caddy-cache/storage/tiered"
 )
 
 func init() {
@@ -32,6 +35,7 @@ const (
 	DefaultStorageTimeout = time.Second
 	DefaultStatusHeader   = "Caddy"
 	DefaultMaxVariants    = 64
+	DefaultHotTierSize    = 64 << 20
 	// SurrogateToken is this cache's device token in Surrogate-Capability
 	// and Surrogate-Control targets.
 	SurrogateToken = "caddy"
@@ -61,9 +65,18 @@ const (
 // `{http.cache.detail}` | why a response was not served from or not stored in the cache ("" otherwise)
 type Handler struct {
 	// StorageRaw selects where entries live: a module in the namespace
-	// http.handlers.cache.storage, named by the "backend" key. Default: an
-	// in-memory store named "default" (256 MiB).
+	// http.handlers.cache.storage, named by the "backend" key. Default:
+	// SQLite in Caddy's data directory, behind the memory hot tier.
 	StorageRaw json.RawMessage `json:"storage,omitempty" caddy:"namespace=http.handlers.cache.storage inline_key=backend"`
+
+	// Memory is the byte size of the in-process hot tier that sits in front
+	// of any storage other than memory, so that frequent hits do not touch
+	// SQLite, the disk or the network. -1 (Caddyfile: `memory off`) turns it
+	// off. Entries deleted or purged through this Caddy leave the hot tier
+	// too; with a store shared by several Caddy instances, another
+	// instance's hot tier keeps serving an entry until it expires there.
+	// Default: 64 MiB.
+	Memory int64 `json:"memory,omitempty"`
 
 	// TTL is the freshness lifetime given to responses for which the origin
 	// gives no explicit freshness (no s-maxage, max-age or Expires). It takes
@@ -166,6 +179,7 @@ type Handler struct {
 	lister      storage.Lister
 	backendName string
 	isMemory    bool
+	hot         *memory.Memory // hot tier in front of a non-memory store, or nil
 	logger      *zap.Logger
 	cacheable   func(int) bool
 	ignoreCC    bool
@@ -221,11 +235,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	var mod any
 	var err error
 	if h.StorageRaw == nil {
-		mod, err = ctx.LoadModuleByID("http.handlers.cache.storage.memory", json.RawMessage(`{}`))
+		mod, err = ctx.LoadModuleByID("http.handlers.cache.storage.sqlite", json.RawMessage(`{}`))
 		if err != nil {
-			return fmt.Errorf("loading default storage: %w", err)
+			return fmt.Errorf("loading default storage (sqlite): %w", err)
 		}
-		h.backendName = "memory"
 	} else {
 		mod, err = ctx.LoadModule(h, "StorageRaw")
 		if err != nil {
@@ -241,8 +254,33 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	_, h.isMemory = mod.(*memory.Memory)
 	h.store = st
-	h.lister, _ = st.(storage.Lister)
+	if !h.isMemory && h.Memory >= 0 {
+		if err := h.provisionHotTier(ctx); err != nil {
+			return err
+		}
+	}
+	h.lister, _ = h.store.(storage.Lister)
 	return h.provisionOps(ctx)
+}
+
+// provisionHotTier puts an in-process memory store in front of h.store.
+// Handlers whose storage configuration is the same share one hot tier (and
+// it survives reloads), so that a delete or purge through any of them clears
+// it for all.
+func (h *Handler) provisionHotTier(ctx caddy.Context) error {
+	size := h.Memory
+	if size == 0 {
+		size = DefaultHotTierSize
+	}
+	id := sha256.Sum256(append([]byte("hot tier\x00"), h.StorageRaw...))
+	cfg, _ := json.Marshal(map[string]any{"name": "hot-" + hex.EncodeToString(id[:8]), "max_size": size})
+	mod, err := ctx.LoadModuleByID("http.handlers.cache.storage.memory", cfg)
+	if err != nil {
+		return fmt.Errorf("loading the memory hot tier: %w", err)
+	}
+	h.hot = mod.(*memory.Memory)
+	h.store = tiered.New(h.hot, h.store)
+	return nil
 }
 
 func (h *Handler) applyDefaults() error {
@@ -322,6 +360,9 @@ func (h *Handler) Validate() error {
 		if f == "" || strings.ContainsAny(f, " :\t") || strings.EqualFold(f, "Cache-Control") {
 			return fmt.Errorf("targeted_fields: %q is not a targeted cache-control field name", f)
 		}
+	}
+	if h.Memory < -1 {
+		return fmt.Errorf("memory must be a size in bytes, or -1 for off; got %d", h.Memory)
 	}
 	if h.MaxVariants < 0 {
 		return fmt.Errorf("max_variants must not be negative, got %d", h.MaxVariants)
