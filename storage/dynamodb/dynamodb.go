@@ -311,6 +311,17 @@ func (d *DynamoDB) Stats(ctx context.Context) (storage.Stats, error) {
 	return s, err
 }
 
+// DeleteExpired implements storage.Expirer: DynamoDB's TTL deletion is
+// lazy (it can take days), so this removes the entries whose expires_at
+// has passed now, with their parts. It Scans the whole table (see the
+// package documentation for the cost) and deletes each expired item with a
+// condition, so an entry replaced meanwhile stays.
+func (d *DynamoDB) DeleteExpired(ctx context.Context) (int64, error) {
+	n, err := d.deleteExpired(ctx)
+	d.observe(err)
+	return n, err
+}
+
 // observe feeds the outcome of a call to the health tracker and notices a
 // table that disappeared.
 func (d *DynamoDB) observe(err error) error {
@@ -404,5 +415,6 @@ var (
 	_ storage.Store         = (*DynamoDB)(nil)
 	_ storage.Lister        = (*DynamoDB)(nil)
 	_ storage.Statser       = (*DynamoDB)(nil)
+	_ storage.Expirer       = (*DynamoDB)(nil)
 	_ caddy.Destructor      = (*table)(nil)
 )

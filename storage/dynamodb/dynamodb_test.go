@@ -37,6 +37,7 @@ func TestDynamoDBLocal(t *testing.T) {
 		{"long keys are hashed", testLongKeysAreHashed},
 		{"create table and TTL", testCreateTableAndTTL},
 		{"missing table", testMissingTable},
+		{"delete expired", testDeleteExpired},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, srv) })
 	}
@@ -389,5 +390,45 @@ func TestOutageAndRecovery(t *testing.T) {
 	info := logs.FilterMessageSnippet("storage reachable again").All()
 	if len(warn) != 1 || len(info) != 1 {
 		t.Fatalf("got %d warnings and %d recoveries logged, want 1 and 1", len(warn), len(info))
+	}
+}
+
+// DeleteExpired removes expired entries and their parts now, on a table
+// without TTL (so nothing else removes them meanwhile).
+func testDeleteExpired(t *testing.T, srv *testservers.Server) {
+	cfg := local(t, srv.URI)
+	cfg.Table, cfg.CreateTable = "no-ttl-"+unique(t), false
+	d := provision(t, cfg)
+	if _, err := d.shared.client.CreateTable(bg, &dynamodb.CreateTableInput{
+		TableName:            aws.String(cfg.Table),
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("pk"), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: types.KeyTypeHash}},
+		BillingMode:          types.BillingModePayPerRequest,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	soon := time.Now().Add(time.Second)
+	big := bigEntry("big", 1<<20, 4)
+	big.Expires = soon
+	small := storagetest.Entry("small", 10)
+	small.Expires = soon
+	for k, e := range map[string]*storage.Entry{"big": big, "small": small, "live": storagetest.Entry("live", 10)} {
+		if err := d.Put(bg, k, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := d.DeleteExpired(bg); err != nil || n != 0 {
+		t.Fatalf("DeleteExpired before expiry: %d, %v; want 0", n, err)
+	}
+	time.Sleep(time.Until(soon) + 1100*time.Millisecond) // expires_at has second precision
+	if n := len(rawItems(t, d)); n != 6 {
+		t.Fatalf("%d items before DeleteExpired, want 6 (3 manifests, 3 parts)", n)
+	}
+	if n, err := d.DeleteExpired(bg); err != nil || n != 2 {
+		t.Fatalf("DeleteExpired: %d, %v; want 2", n, err)
+	}
+	items := rawItems(t, d)
+	if _, ok := items[d.pk("live")]; !ok || len(items) != 1 {
+		t.Fatalf("after DeleteExpired: %d items, want only the live entry", len(items))
 	}
 }

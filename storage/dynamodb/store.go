@@ -495,3 +495,53 @@ func (d *DynamoDB) stats(ctx context.Context) (storage.Stats, error) {
 	}
 	return s, nil
 }
+
+func (d *DynamoDB) deleteExpired(ctx context.Context) (int64, error) {
+	if err := d.shared.ensure(ctx, d.CreateTable); err != nil {
+		return 0, err
+	}
+	now := numAttr(time.Now().Unix())
+	names := map[string]string{"#ns": "ns", "#k": "k", "#e": ttlAttribute}
+	pages := dynamodb.NewScanPaginator(d.shared.client, &dynamodb.ScanInput{
+		TableName:                aws.String(d.shared.name),
+		FilterExpression:         aws.String("#ns = :ns AND attribute_exists(#k) AND #e <= :now"),
+		ProjectionExpression:     aws.String("pk"),
+		ExpressionAttributeNames: names,
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":ns":  &types.AttributeValueMemberS{Value: d.ns},
+			":now": now,
+		},
+	})
+	var n int64
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return n, fmt.Errorf("dynamodb delete expired: %w", err)
+		}
+		for _, item := range page.Items {
+			pk, ok := str(item["pk"])
+			if !ok {
+				continue
+			}
+			// Only if still expired: a concurrent Put may have replaced it.
+			out, err := d.shared.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+				TableName:                 aws.String(d.shared.name),
+				Key:                       keyOf(pk),
+				ConditionExpression:       aws.String("#e <= :now"),
+				ExpressionAttributeNames:  map[string]string{"#e": ttlAttribute},
+				ExpressionAttributeValues: map[string]types.AttributeValue{":now": now},
+				ReturnValues:              types.ReturnValueAllOld,
+			})
+			var ccf *types.ConditionalCheckFailedException
+			if errors.As(err, &ccf) {
+				continue
+			}
+			if err != nil {
+				return n, fmt.Errorf("dynamodb delete expired: %w", err)
+			}
+			n++
+			d.dropOldParts(ctx, out.Attributes, "")
+		}
+	}
+	return n, nil
+}
