@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -93,6 +94,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Store, opts Options) {
 	t.Run("cancelled context", s.cancelled)
 	t.Run("list", s.list)
 	t.Run("stats", s.stats)
+	t.Run("tag index", s.tagIndex)
 }
 
 type suite struct {
@@ -433,6 +435,20 @@ func (s *suite) expiry(t *testing.T) {
 
 	wantNotFound(t, st, "soon", "after its Expires passed")
 	s.wantEntry(t, st, "later", later)
+	if x, ok := st.(storage.Expirer); ok {
+		n, err := x.DeleteExpired(bg)
+		if err != nil {
+			t.Fatalf("DeleteExpired after one entry expired: %v", err)
+		}
+		if n < 0 {
+			t.Fatalf("DeleteExpired after one entry expired: removed %d", n)
+		}
+		wantNotFound(t, st, "soon", "after DeleteExpired")
+		s.wantEntry(t, st, "later", later)
+		if n, err := x.DeleteExpired(bg); err != nil || n != 0 {
+			t.Fatalf("a second DeleteExpired: removed %d, error %v; want 0, nil", n, err)
+		}
+	}
 	if l, ok := st.(storage.Lister); ok {
 		keys := listKeys(t, l, "")
 		if keys["soon"] {
@@ -868,6 +884,68 @@ func (s *suite) list(t *testing.T) {
 		wantNotFound(t, st, k, "after List deleted it")
 	}
 	check("", "other", "site-a", "site-b/1")
+}
+
+func (s *suite) tagIndex(t *testing.T) {
+	st := s.open(t)
+	ti, ok := st.(storage.TagIndex)
+	if !ok {
+		t.Logf("the store does not implement storage.TagIndex: nothing to check")
+		return
+	}
+	keys := func(tag string) map[string]bool {
+		t.Helper()
+		ks, err := ti.KeysForTag(bg, tag)
+		if err != nil {
+			t.Fatalf("KeysForTag(%q): %v", tag, err)
+		}
+		m := map[string]bool{}
+		for _, k := range ks {
+			if m[k] {
+				t.Fatalf("KeysForTag(%q) returned %q twice", tag, k)
+			}
+			m[k] = true
+		}
+		return m
+	}
+	if got := keys("shared"); len(got) != 0 {
+		t.Fatalf("KeysForTag on an empty store: %v, want none", sortedKeys(got))
+	}
+	tagged := func(id string, tags ...string) *storage.Entry {
+		e := Entry(id, 10)
+		e.Tags = tags
+		return e
+	}
+	mustPut(t, st, "a", tagged("a", "shared", "only-a"))
+	mustPut(t, st, "b", tagged("b", "shared", "ünïcödé tag"))
+	mustPut(t, st, "c", tagged("c", "other"))
+	mustPut(t, st, "d", tagged("d"))
+	for tag, want := range map[string][]string{
+		"shared": {"a", "b"}, "only-a": {"a"}, "ünïcödé tag": {"b"}, "other": {"c"},
+	} {
+		got := keys(tag)
+		for _, k := range want {
+			if !got[k] {
+				t.Fatalf("KeysForTag(%q): %v, missing %q", tag, sortedKeys(got), k)
+			}
+		}
+		for _, k := range []string{"a", "b", "c", "d"} {
+			if got[k] && !slices.Contains(want, k) {
+				t.Fatalf("KeysForTag(%q): %v, includes %q, which never had that tag", tag, sortedKeys(got), k)
+			}
+		}
+	}
+	if got := keys("Shared"); got["a"] || got["b"] {
+		t.Fatalf("KeysForTag is not case-sensitive: %q matched %v", "Shared", sortedKeys(got))
+	}
+	if got := keys("shar"); got["a"] || got["b"] {
+		t.Fatalf("KeysForTag matched a prefix of a tag: %v", sortedKeys(got))
+	}
+	// A new entry under a key takes the new tags.
+	mustPut(t, st, "c", tagged("c2", "shared"))
+	if got := keys("shared"); !got["c"] {
+		t.Fatalf("KeysForTag(%q) after c was replaced with that tag: %v, missing c", "shared", sortedKeys(got))
+	}
 }
 
 func (s *suite) stats(t *testing.T) {
