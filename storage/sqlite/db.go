@@ -686,6 +686,44 @@ func prefixEnd(prefix string) (string, bool) {
 	return "", false
 }
 
+// KeysForTag returns the keys of the unexpired entries tagged with tag.
+func (db *DB) KeysForTag(ctx context.Context, tag string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rows, err := db.r.QueryContext(ctx, `SELECT t.key FROM tags t JOIN entries e ON e.key = t.key
+		WHERE t.tag = ? AND (e.expires = 0 OR e.expires > ?)`, tag, db.now().UnixNano())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite storage: reading tags: %w", err)
+	}
+	defer rows.Close()
+	var keys []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return nil, fmt.Errorf("sqlite storage: reading tags: %w", err)
+		}
+		keys = append(keys, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite storage: reading tags: %w", err)
+	}
+	return keys, nil
+}
+
+// DeleteExpired removes the expired entries now rather than at the next
+// sweep.
+func (db *DB) DeleteExpired(ctx context.Context) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	n, err := db.sweepExpired(ctx)
+	if err != nil {
+		return n, fmt.Errorf("sqlite storage: %w", err)
+	}
+	return n, nil
+}
+
 // Stats counts the unexpired entries and their bytes.
 func (db *DB) Stats(ctx context.Context) (storage.Stats, error) {
 	if err := ctx.Err(); err != nil {

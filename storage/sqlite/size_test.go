@@ -208,3 +208,40 @@ func TestSweepReturnsFreePages(t *testing.T) {
 		t.Fatalf("free bytes after a sweep: %d (before %d), want at most 4 MiB kept", after, before)
 	}
 }
+
+// DeleteExpired removes exactly the expired rows and says how many; tags of
+// expired entries are no longer returned.
+func TestDeleteExpiredAndTags(t *testing.T) {
+	s := provision(t, SQLite{Path: tempPath(t)})
+	for i := range 7 {
+		e := storagetest.Entry(fmt.Sprint(i), 10)
+		e.Expires = time.Now().Add(time.Hour)
+		e.Tags = []string{"t"}
+		if err := s.Put(bg, fmt.Sprintf("exp/%d", i), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := storagetest.Entry("live", 10)
+	live.Expires = time.Now().Add(5 * time.Hour)
+	live.Tags = []string{"t"}
+	if err := s.Put(bg, "live", live); err != nil {
+		t.Fatal(err)
+	}
+	if keys, err := s.KeysForTag(bg, "t"); err != nil || len(keys) != 8 {
+		t.Fatalf("KeysForTag before expiry: %q, %v; want 8 keys", keys, err)
+	}
+	s.db.skew.Store(int64(2 * time.Hour))
+	if keys, err := s.KeysForTag(bg, "t"); err != nil || len(keys) != 1 || keys[0] != "live" {
+		t.Fatalf("KeysForTag after 7 of 8 expired: %q, %v; want [live]", keys, err)
+	}
+	n, err := s.DeleteExpired(bg)
+	if err != nil || n != 7 {
+		t.Fatalf("DeleteExpired: %d, %v; want 7", n, err)
+	}
+	if rows := rowCount(t, s.db, "entries"); rows != 1 {
+		t.Fatalf("rows after DeleteExpired: %d, want 1", rows)
+	}
+	if rows := rowCount(t, s.db, "tags"); rows != 1 {
+		t.Fatalf("tag rows after DeleteExpired: %d, want 1", rows)
+	}
+}

@@ -223,6 +223,17 @@ func (s *SQLite) Stats(ctx context.Context) (storage.Stats, error) {
 	return s.db.Stats(ctx)
 }
 
+// KeysForTag implements storage.TagIndex with the tags table.
+func (s *SQLite) KeysForTag(ctx context.Context, tag string) ([]string, error) {
+	return s.db.KeysForTag(ctx, tag)
+}
+
+// DeleteExpired implements storage.Expirer: what the periodic sweep does,
+// now.
+func (s *SQLite) DeleteExpired(ctx context.Context) (int64, error) {
+	return s.db.DeleteExpired(ctx)
+}
+
 // Interface guards.
 var (
 	_ caddy.Provisioner     = (*SQLite)(nil)
@@ -232,5 +243,7 @@ var (
 	_ storage.Store         = (*SQLite)(nil)
 	_ storage.Lister        = (*SQLite)(nil)
 	_ storage.Statser       = (*SQLite)(nil)
+	_ storage.TagIndex      = (*SQLite)(nil)
+	_ storage.Expirer       = (*SQLite)(nil)
 	_ caddy.Destructor      = (*DB)(nil)
 )
