@@ -400,7 +400,8 @@ func removeIfUnchanged(fi fileInfo) bool {
 
 // maintain walks the files, removes expired and unreadable ones, recounts,
 // and evicts the least recently used down to 90% of max_size when over it.
-func (d *Dir) maintain(ctx context.Context) error {
+// It returns how many expired or unreadable files it removed.
+func (d *Dir) maintain(ctx context.Context) (removed int64, err error) {
 	d.cmu.Lock()
 	startEntries, startBytes := d.entries, d.bytes
 	d.cmu.Unlock()
@@ -408,8 +409,9 @@ func (d *Dir) maintain(ctx context.Context) error {
 	now := d.now().UnixNano()
 	var live []fileInfo
 	var total int64
-	err := d.walk(ctx, func(fi fileInfo) error {
+	err = d.walk(ctx, func(fi fileInfo) error {
 		if fi.expired(now) && removeIfUnchanged(fi) {
+			removed++
 			return nil
 		}
 		live = append(live, fi)
@@ -417,7 +419,7 @@ func (d *Dir) maintain(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("walking %s: %w", d.root, err)
+		return removed, fmt.Errorf("walking %s: %w", d.root, err)
 	}
 	if max := d.maxSize.Load(); max > 0 && total > max {
 		target := max / 10 * 9
@@ -439,7 +441,7 @@ func (d *Dir) maintain(ctx context.Context) error {
 	d.entries = int64(len(live)) + d.entries - startEntries
 	d.bytes = total + d.bytes - startBytes
 	d.cmu.Unlock()
-	return nil
+	return removed, nil
 }
 
 // evict runs maintain for a Put that took the stored bytes over max_size,
@@ -452,7 +454,7 @@ func (d *Dir) evict() {
 	if !d.over() {
 		return
 	}
-	if err := d.maintain(d.ctx); err != nil && d.ctx.Err() == nil {
+	if _, err := d.maintain(d.ctx); err != nil && d.ctx.Err() == nil {
 		d.logger.Warn("file storage: evicting to max_size", zap.String("path", d.root), zap.Error(err))
 	}
 }
@@ -460,7 +462,27 @@ func (d *Dir) evict() {
 func (d *Dir) sweep() error {
 	d.maintMu.Lock()
 	defer d.maintMu.Unlock()
-	return d.maintain(d.ctx)
+	_, err := d.maintain(d.ctx)
+	return err
+}
+
+// DeleteExpired runs a sweep now and returns how many expired (or damaged)
+// files it removed. It stops early when ctx is done.
+func (d *Dir) DeleteExpired(ctx context.Context) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	d.maintMu.Lock()
+	defer d.maintMu.Unlock()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(d.ctx, cancel) // and when the store is destroyed
+	defer stop()
+	n, err := d.maintain(ctx)
+	if err != nil {
+		return n, fmt.Errorf("file storage: %w", err)
+	}
+	return n, nil
 }
 
 // loop is the janitor goroutine: a first count of the files, then a sweep

@@ -188,6 +188,11 @@ func (f *File) Stats(ctx context.Context) (storage.Stats, error) {
 	return f.dir.Stats(ctx)
 }
 
+// DeleteExpired implements storage.Expirer: a sweep, now.
+func (f *File) DeleteExpired(ctx context.Context) (int64, error) {
+	return f.dir.DeleteExpired(ctx)
+}
+
 // Interface guards.
 var (
 	_ caddy.Provisioner     = (*File)(nil)
@@ -197,5 +202,6 @@ var (
 	_ storage.Store         = (*File)(nil)
 	_ storage.Lister        = (*File)(nil)
 	_ storage.Statser       = (*File)(nil)
+	_ storage.Expirer       = (*File)(nil)
 	_ caddy.Destructor      = (*Dir)(nil)
 )

@@ -448,3 +448,29 @@ func TestCancelledPutLeavesNothing(t *testing.T) {
 		t.Fatalf("files after a cancelled Put: %q", names)
 	}
 }
+
+func TestDeleteExpired(t *testing.T) {
+	root := t.TempDir()
+	f := provision(t, File{Path: root})
+	for i := range 7 {
+		e := storagetest.Entry(fmt.Sprint(i), 10)
+		e.Expires = time.Now().Add(time.Hour)
+		if err := f.Put(bg, fmt.Sprintf("exp/%d", i), e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Put(bg, "live", storagetest.Entry("live", 10)); err != nil { // expires in 2h
+		t.Fatal(err)
+	}
+	f.dir.skew.Store(int64(90 * time.Minute))
+	n, err := f.DeleteExpired(bg)
+	if err != nil || n != 7 {
+		t.Fatalf("DeleteExpired: %d, %v; want 7", n, err)
+	}
+	if files, _ := entryFiles(t, root); files != 1 {
+		t.Fatalf("entry files after DeleteExpired: %d, want 1", files)
+	}
+	if st, _ := f.Stats(bg); st.Entries != 1 {
+		t.Fatalf("Stats after DeleteExpired: %+v, want 1 entry", st)
+	}
+}
