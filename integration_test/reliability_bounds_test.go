@@ -35,7 +35,7 @@ func TestReliabilityVaryFlood(t *testing.T) {
 		io.WriteString(w, sumBody(tag+" "+strings.Repeat("x", bodyBytes)))
 	})
 	name := t.Name()
-	in := startCaddy(t, fmt.Sprintf("\tcache {\n\t\tstorage memory {\n\t\t\tname %s\n\t\t\tmax_size 512KiB\n\t\t}\n\t}\n\treverse_proxy %s", name, o.addr()))
+	in := startCaddyfile(t, loopbackSite("", fmt.Sprintf("\tcache {\n\t\tstorage memory {\n\t\t\tname %s\n\t\t\tmax_size 512KiB\n\t\t}\n\t}\n\treverse_proxy %s", name, o.addr())))
 	mem := memoryHandle(t, name)
 
 	for i := 0; i < others; i++ {

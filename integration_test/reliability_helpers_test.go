@@ -44,10 +44,30 @@ func startCaddyfile(t *testing.T, caddyfile func(admin string, port int) string)
 	return in
 }
 
-// globalOptions is the global options block every reliability test uses;
-// extra goes inside it (e.g. a log block).
+// globalOptions is the global options block every reliability test uses
+// (sites listen on loopback only); extra goes inside it (e.g. a log block).
 func globalOptions(admin, extra string) string {
-	return fmt.Sprintf("{\n\tadmin %s\n\tauto_https off\n\tpersist_config off\n\tskip_install_trust\n\tgrace_period 1s\n%s\n}\n", admin, extra)
+	return fmt.Sprintf("{\n\tadmin %s\n\tauto_https off\n\tpersist_config off\n\tskip_install_trust\n\tgrace_period 1s\n\tdefault_bind 127.0.0.1\n%s\n}\n", admin, extra)
+}
+
+// loopbackSite returns a Caddyfile builder for one site,
+// http://127.0.0.1:<port>, bound to loopback, whose body is siteBody.
+func loopbackSite(extraGlobal, siteBody string) func(admin string, port int) string {
+	return func(admin string, port int) string {
+		return globalOptions(admin, extraGlobal) + fmt.Sprintf("http://127.0.0.1:%d {\n%s\n}\n", port, siteBody)
+	}
+}
+
+// reloadSite loads a new config for the same admin endpoint and port
+// through the admin API's /load, as `caddy reload` does.
+func (in *instance) reloadSite(extraGlobal, siteBody string) {
+	in.t.Helper()
+	src := loopbackSite(extraGlobal, siteBody)(in.admin, in.port)
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(src), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		in.t.Fatalf("adapting Caddyfile: %v\n%s", err, src)
+	}
+	in.loadJSON(cfg)
 }
 
 // logFile returns a path for Caddy's log and the global option that sends

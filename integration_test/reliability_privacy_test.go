@@ -119,7 +119,7 @@ func TestReliabilityPrivacyUnderConcurrency(t *testing.T) {
 		}
 		fmt.Fprintf(w, "for=%s path=%s n=%d\n", id, r.URL.Path, n)
 	})
-	in := startCaddy(t, fmt.Sprintf("\tcache {\n\t\tstorage memory {\n\t\t\tname %s\n\t\t}\n\t}\n\treverse_proxy %s", t.Name(), o.addr()))
+	in := startCaddyfile(t, loopbackSite("", fmt.Sprintf("\tcache {\n\t\tstorage memory {\n\t\t\tname %s\n\t\t}\n\t}\n\treverse_proxy %s", t.Name(), o.addr())))
 
 	tr := &http.Transport{MaxIdleConnsPerHost: clients}
 	defer tr.CloseIdleConnections()
