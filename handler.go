@@ -69,13 +69,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 // bypassReason returns why a GET/HEAD request must not use the cache at all.
 func bypassReason(r *http.Request) string {
+	// canonical keys, looked up directly: this runs on every request
 	switch {
-	case r.Header.Get("Upgrade") != "":
+	case len(r.Header["Upgrade"]) > 0:
 		return "upgrade"
 	case r.ContentLength > 0 || len(r.TransferEncoding) > 0:
 		return "request-body"
-	case r.Header.Get("X-HTTP-Method-Override") != "" || r.Header.Get("X-Method-Override") != "" ||
-		r.Header.Get("X-HTTP-Method") != "":
+	case len(r.Header["X-Http-Method-Override"]) > 0 || len(r.Header["X-Method-Override"]) > 0 ||
+		len(r.Header["X-Http-Method"]) > 0:
 		return "method-override"
 	}
 	return ""
@@ -160,6 +161,7 @@ type exchange struct {
 
 	key   string // primary key
 	reqCC policy.Directives
+	now   time.Time // when the request arrived
 
 	// what the lookup found
 	stored    *storage.Entry // usable stored response (maybe stale)
@@ -176,6 +178,7 @@ type exchange struct {
 
 func (x *exchange) serve() error {
 	h := x.h
+	x.now = h.now()
 	if h.hot == nil || !x.lookupHot() {
 		ctx, cancel := h.storageContext(x.r.Context())
 		x.lookup(ctx)
@@ -183,9 +186,8 @@ func (x *exchange) serve() error {
 	}
 
 	if e := x.stored; e != nil {
-		now := h.now()
-		age := currentAge(e, now)
-		use, why := policy.Evaluate(age, e.Lifetime, h.respDirectives(e.Header), x.reqCC, h.defaults())
+		age := currentAge(e, x.now)
+		use, why := policy.Evaluate(age, e.Lifetime, h.reuseDirectives(e), x.reqCC, h.defaults())
 		if x.reqCC.HasMaxAge && x.reqCC.MaxAge == 0 {
 			// max-age=0 asks for validation even of a response aged 0s
 			use, why = policy.Revalidate, "request max-age=0"
@@ -218,9 +220,8 @@ func (x *exchange) serve() error {
 			x.lookup(ctx)
 			cancel()
 			if e := x.stored; e != nil {
-				now := h.now()
-				age := currentAge(e, now)
-				if use, _ := policy.Evaluate(age, e.Lifetime, h.respDirectives(e.Header), x.reqCC, h.defaults()); use == policy.UseFresh {
+				age := currentAge(e, h.now())
+				if use, _ := policy.Evaluate(age, e.Lifetime, h.reuseDirectives(e), x.reqCC, h.defaults()); use == policy.UseFresh {
 					return x.serveStored(e, age, statusHit, "")
 				}
 				x.useStale(e)
@@ -311,7 +312,7 @@ func (x *exchange) lookup(ctx context.Context) {
 	}
 	key := x.key
 	if e.Kind == storage.KindVary {
-		vk, _ := variantKey(x.key, e.Vary, x.r)
+		vk := variantLookupKey(x.key, e.Vary, x.r)
 		e, err = h.get(ctx, vk)
 		if err != nil {
 			x.fwd = "vary-miss"
@@ -339,13 +340,13 @@ func (x *exchange) lookupHot() bool {
 	}
 	key := x.key
 	if e.Kind == storage.KindVary {
-		vk, _ := variantKey(x.key, e.Vary, x.r)
+		vk := variantLookupKey(x.key, e.Vary, x.r)
 		if e, err = hot.Get(ctx, vk); err != nil {
 			return false
 		}
 		key = vk
 	}
-	if e.Kind != storage.KindResponse || !varyMatches(e, x.r) || e.Expired(x.h.now()) {
+	if e.Kind != storage.KindResponse || !varyMatches(e, x.r) || e.Expired(x.now) {
 		return false
 	}
 	x.stored, x.storedKey = e, key
@@ -369,9 +370,7 @@ func hasValidator(h http.Header) bool {
 func (x *exchange) serveStored(e *storage.Entry, age time.Duration, status, detail string) error {
 	h := x.h
 	hdr := x.w.Header()
-	copyHeaderShared(hdr, e.Header)
-	h.stripTargeted(hdr)
-	h.stripTagHeaders(hdr)
+	h.preparedOf(e).writeHeader(hdr)
 	ageSec := int64(age / time.Second)
 	hdr["Age"] = []string{strconv.FormatInt(ageSec, 10)}
 	ttl := int64((e.Lifetime - age) / time.Second)
@@ -407,9 +406,6 @@ func (x *exchange) serveStored(e *storage.Entry, age time.Duration, status, deta
 		}
 		http.ServeContent(x.w, x.r, "", mod, bytes.NewReader(e.Body))
 		return nil
-	}
-	if bodyAllowed(e.Status) {
-		hdr["Content-Length"] = []string{strconv.Itoa(len(e.Body))}
 	}
 	x.w.WriteHeader(e.Status)
 	if x.r.Method != http.MethodHead && bodyAllowed(e.Status) && len(e.Body) > 0 {
@@ -721,6 +717,7 @@ func (x *exchange) store(body []byte) {
 	}
 	e.Body = body
 	e.BodySize = int64(len(body))
+	e.Prepared = h.prepare(e)
 	ctx, cancel := h.storageContext(context.WithoutCancel(x.r.Context()))
 	defer cancel()
 	key := x.key
@@ -828,6 +825,7 @@ func (x *exchange) freshen(c *capture) error {
 	}
 	delete(e.Header, "Cache-Status")
 	e.Expires = now.Add(lifetime - initialAge + policy.KeepFor(merged, respCC, h.defaults(), DefaultRevalidateKeep))
+	e.Prepared = h.prepare(e)
 	if !respCC.NoStore {
 		ctx, cancel := h.storageContext(context.WithoutCancel(x.r.Context()))
 		_ = h.put(ctx, x.storedKey, e)
@@ -846,17 +844,12 @@ func (x *exchange) serveStaleOnError(status int) error {
 	e := x.stale
 	age := currentAge(e, x.h.now())
 	hdr := x.w.Header()
-	copyHeaderShared(hdr, e.Header)
-	x.h.stripTargeted(hdr)
-	x.h.stripTagHeaders(hdr)
+	x.h.preparedOf(e).writeHeader(hdr)
 	hdr["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
 	ttl := int64((e.Lifetime - age) / time.Second)
 	hdr["Cache-Status"] = []string{x.h.StatusHeader + "; fwd=stale; fwd-status=" + strconv.Itoa(status) +
 		"; ttl=" + strconv.FormatInt(ttl, 10) + "; detail=\"stale-if-error\""}
 	x.setPlaceholders(statusStale, "stale-if-error")
-	if bodyAllowed(e.Status) {
-		hdr["Content-Length"] = []string{strconv.Itoa(len(e.Body))}
-	}
 	x.w.WriteHeader(e.Status)
 	if x.r.Method != http.MethodHead && bodyAllowed(e.Status) {
 		_, _ = x.w.Write(e.Body)
@@ -880,6 +873,15 @@ func (h *Handler) stripTargeted(hdr http.Header) {
 	for _, f := range h.targets {
 		delete(hdr, f)
 	}
+}
+
+// reuseDirectives is respDirectives of a stored entry, from its prepared
+// data when it has some.
+func (h *Handler) reuseDirectives(e *storage.Entry) policy.Directives {
+	if h.ignoreCC {
+		return policy.Directives{}
+	}
+	return h.preparedOf(e).cc
 }
 
 // respDirectives returns the directives that govern reuse of a stored

@@ -138,17 +138,31 @@ const maxPrimaryKeyLen = storage.MaxKeyLen - variantSuffixLen
 // request's values of the Vary names, and those normalised values.
 func variantKey(primary string, names []string, r *http.Request) (string, map[string]string) {
 	vals := make(map[string]string, len(names))
+	return variantKeyInto(primary, names, r, vals), vals
+}
+
+// variantLookupKey is variantKey without the values, for lookups.
+func variantLookupKey(primary string, names []string, r *http.Request) string {
+	return variantKeyInto(primary, names, r, nil)
+}
+
+func variantKeyInto(primary string, names []string, r *http.Request, vals map[string]string) string {
 	hash := sha256.New()
 	for _, n := range names {
 		v := policy.NormalizeVaryValue(n, r.Header.Values(n))
-		vals[n] = v
+		if vals != nil {
+			vals[n] = v
+		}
 		hash.Write([]byte(n))
 		hash.Write([]byte{0})
 		hash.Write([]byte(v))
 		hash.Write([]byte{0})
 	}
-	sum := hash.Sum(nil)
-	return primary + "\x00vary:" + hex.EncodeToString(sum[:16]), vals
+	var sum [sha256.Size]byte
+	hash.Sum(sum[:0])
+	var hx [32]byte
+	hex.Encode(hx[:], sum[:16])
+	return primary + "\x00vary:" + string(hx[:])
 }
 
 // varyMatches reports whether the stored variant was made for a request with

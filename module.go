@@ -180,6 +180,7 @@ type Handler struct {
 	backendName string
 	isMemory    bool
 	hot         *memory.Memory // hot tier in front of a non-memory store, or nil
+	prepKey     string         // see preparedKey
 	logger      *zap.Logger
 	cacheable   func(int) bool
 	ignoreCC    bool
@@ -260,7 +261,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.lister, _ = h.store.(storage.Lister)
-	return h.provisionOps(ctx)
+	if err := h.provisionOps(ctx); err != nil {
+		return err
+	}
+	h.prepKey = h.preparedKey()
+	return nil
 }
 
 // provisionHotTier puts an in-process memory store in front of h.store.
