@@ -832,3 +832,67 @@ func TestTargetedCacheControl(t *testing.T) {
 		t.Fatalf("forward_targeted: CDN-Cache-Control missing")
 	}
 }
+
+func TestRequestFreshnessDirectives(t *testing.T) {
+	env := newEnv(t, "", fixed("Cache-Control", "max-age=60", "ETag", `"e"`))
+	env.get("/")
+	env.clock.Advance(30 * time.Second)
+	// 9111 §5.2.1.1 max-age: older than the client accepts → revalidate
+	r := env.get("/", "Cache-Control", "max-age=10")
+	wantStatus(t, r, "fwd=request")
+	// 9111 §5.2.1.3 min-fresh: must stay fresh 45s more, has 30s → revalidate
+	env.clock.Advance(30 * time.Second) // entry revalidated above: age 30 again
+	r = env.get("/", "Cache-Control", "min-fresh=45")
+	wantStatus(t, r, "fwd=request")
+	// 9111 §5.2.1.2 max-stale: a stale response is acceptable within it
+	env.clock.Advance(70 * time.Second) // 10s stale
+	r = env.get("/", "Cache-Control", "max-stale=20")
+	wantStatus(t, r, "hit")
+	if r.header.Get("Age") != "70" {
+		t.Fatalf("Age %q, want 70", r.header.Get("Age"))
+	}
+	r = env.get("/", "Cache-Control", "max-stale=5")
+	wantStatus(t, r, "fwd=stale")
+}
+
+func TestMaxStaleNotWithMustRevalidate(t *testing.T) {
+	env := newEnv(t, "", fixed("Cache-Control", "max-age=10, must-revalidate", "ETag", `"e"`))
+	env.get("/")
+	env.clock.Advance(20 * time.Second)
+	r := env.get("/", "Cache-Control", "max-stale=60")
+	wantStatus(t, r, "fwd=stale")
+	env.wantHits(2)
+}
+
+func TestVaryNormalisation(t *testing.T) {
+	env := newEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Vary", "accept-encoding")
+		fmt.Fprintf(w, "body-%d", n)
+		return nil
+	})
+	env.get("/", "Accept-Encoding", "gzip, br")
+	// 9111 §4.1: list order, case and whitespace do not select another variant
+	wantBody(t, env.get("/", "Accept-Encoding", "br,GZIP"), "body-1")
+	wantBody(t, env.get("/", "Accept-Encoding", "  gzip ,  br  "), "body-1")
+	wantBody(t, env.get("/", "Accept-Encoding", "gzip"), "body-2")
+}
+
+func TestQualifiedNoCacheStripsField(t *testing.T) {
+	env := newEnv(t, "", fixed("Cache-Control", `max-age=60, no-cache="X-Secret", private="X-User"`, "X-Secret", "s3cr3t", "X-User", "alice"))
+	r := env.get("/")
+	if r.header.Get("X-Secret") == "" {
+		t.Fatal("the first client must get the origin's full response")
+	}
+	r = env.get("/")
+	wantStatus(t, r, "hit")
+	if r.header.Get("X-Secret") != "" || r.header.Get("X-User") != "" {
+		t.Fatalf("fields named by no-cache=/private= served from the cache: %v", r.header)
+	}
+}
+
+func TestInvalidExpiresIsStale(t *testing.T) {
+	env := newEnv(t, "", fixed("Expires", "0", "Last-Modified", "Mon, 02 Jan 2006 15:04:05 GMT"))
+	env.get("/")
+	wantBody(t, env.get("/"), "body-2")
+}
