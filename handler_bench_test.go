@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -18,7 +19,9 @@ import (
 )
 
 // The hit-path benchmarks serve stored responses straight into a writer that
-// discards the body, so they measure the handler and the memory store alone.
+// discards the body, so they measure the handler and the store alone:
+// BenchmarkHit the memory store, BenchmarkHitHotTier SQLite behind the
+// default memory hot tier, BenchmarkHitSQLite SQLite with the hot tier off.
 // BenchmarkBaseline and BenchmarkRespond write the same header and body
 // without a cache (a plain handler, and Caddy's own respond handler), so the
 // hit/baseline ratio shows in one run:
@@ -188,6 +191,64 @@ func BenchmarkHit(b *testing.B) {
 	}
 }
 
+// benchSQLite is the JSON config of a SQLite store on a file of its own in
+// a temporary directory, with the memory hot tier at its default size, or
+// off when hot is false.
+func benchSQLite(b *testing.B, hot bool) string {
+	b.Helper()
+	st, err := json.Marshal(map[string]string{"backend": "sqlite", "path": filepath.Join(b.TempDir(), "cache.db")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if hot {
+		return `{"storage":` + string(st) + `}`
+	}
+	return `{"storage":` + string(st) + `,"memory":-1}`
+}
+
+// benchCheckTier fails unless h has the hot tier exactly when hot is true,
+// and a hot tier holds the warmed entries.
+func benchCheckTier(b *testing.B, h *Handler, hot bool) {
+	b.Helper()
+	if !hot {
+		if h.hot != nil {
+			b.Fatal("memory -1: the handler has a hot tier")
+		}
+		return
+	}
+	if h.hot == nil {
+		b.Fatal("default config: the handler has no hot tier")
+	}
+	st, err := h.hot.Stats(context.Background())
+	if err != nil || st.Entries == 0 {
+		b.Fatalf("hot tier after warming: %+v, %v; want entries", st, err)
+	}
+}
+
+// benchHitSQLite is BenchmarkHit on SQLite, with or without the hot tier.
+func benchHitSQLite(b *testing.B, hot bool) {
+	for _, sz := range benchSizes {
+		b.Run(sz.name, func(b *testing.B) {
+			body := bytes.Repeat([]byte("a"), sz.n)
+			var calls atomic.Int64
+			next := benchOrigin(benchHeader(sz.n), body, &calls)
+			h := benchHandler(b, benchSQLite(b, hot))
+			r := benchRequest("http://example.com/bench/" + sz.name)
+			benchWarm(b, h, r, next, sz.n)
+			benchCheckTier(b, h, hot)
+			benchRunHits(b, h, r, next, &calls, sz.n)
+		})
+	}
+}
+
+// BenchmarkHitHotTier measures a fresh hit with the default storage layout:
+// SQLite on a file, behind the default memory hot tier, which answers.
+func BenchmarkHitHotTier(b *testing.B) { benchHitSQLite(b, true) }
+
+// BenchmarkHitSQLite measures a fresh hit read from SQLite itself: the hot
+// tier is off (memory -1), so every hit reads and decodes a row.
+func BenchmarkHitSQLite(b *testing.B) { benchHitSQLite(b, false) }
+
 // BenchmarkHitParallel is BenchmarkHit/1KB from GOMAXPROCS goroutines at
 // once, to show contention in the store or the handler.
 func BenchmarkHitParallel(b *testing.B) {
@@ -260,6 +321,52 @@ func BenchmarkMissStore(b *testing.B) {
 	}
 	if cs := w.hdr.Get("Cache-Status"); !strings.Contains(cs, "stored") {
 		b.Fatalf("last miss: Cache-Status %q, want stored", cs)
+	}
+}
+
+// BenchmarkMissStoreSQLite is BenchmarkMissStore on SQLite: with the default
+// hot tier (the entry is written to SQLite, then to the hot tier) and with
+// the hot tier off (memory -1). The last URL must then be a hit.
+func BenchmarkMissStoreSQLite(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		hot  bool
+	}{{"hot_tier", true}, {"memory_off", false}} {
+		b.Run(tc.name, func(b *testing.B) {
+			const size = 1 << 10
+			body := bytes.Repeat([]byte("a"), size)
+			var calls atomic.Int64
+			next := benchOrigin(benchHeader(size), body, &calls)
+			h := benchHandler(b, benchSQLite(b, tc.hot))
+			r := benchRequest("http://example.com/miss/0")
+			w := newBenchWriter()
+			b.SetBytes(size)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				r.URL.Path = "/miss/" + strconv.Itoa(i) // one small allocation of the benchmark itself
+				w.reset()
+				if err := h.ServeHTTP(w, r, next); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if got := calls.Load(); got != int64(i) {
+				b.Fatalf("origin called %d times for %d distinct URLs", got, i)
+			}
+			if cs := w.hdr.Get("Cache-Status"); !strings.Contains(cs, "stored") {
+				b.Fatalf("last miss: Cache-Status %q, want stored", cs)
+			}
+			benchCheckTier(b, h, tc.hot)
+			w.reset()
+			if err := h.ServeHTTP(w, r, next); err != nil {
+				b.Fatal(err)
+			}
+			if cs := w.hdr.Get("Cache-Status"); !strings.Contains(cs, "; hit") || w.n != size {
+				b.Fatalf("after the loop: Cache-Status %q, %d body bytes; want a hit of %d", cs, w.n, size)
+			}
+		})
 	}
 }
 
