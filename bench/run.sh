@@ -19,6 +19,14 @@
 #	REV=                  what the results say was measured (default: the commit,
 #	                      marked when the tree has uncommitted changes)
 #	EXTRA_TARGETS=        more cache configurations, one per line, as in TARGETS
+#	REDIS_CPU=CADDY_CPU   CPU of the redis-server the script starts for targets
+#	                      that use @REDIS@ (with the Caddy under test by default:
+#	                      the server side of the benchmark gets one CPU)
+#	GOBENCH='Hit|Baseline|Respond|MissStore'
+#	                      go test benchmarks of the root package run ROUNDS times
+#	                      (interleaved) before the load runs, pinned to CADDY_CPU,
+#	                      and reported too; "" to skip them
+#	GOBENCH_TIME=1s       -benchtime of each go test benchmark
 #	IDLE_WAIT=0           before each wrk run, wait up to this many seconds for
 #	                      the machine to be idle (under IDLE_BUSY=25 % of all
 #	                      CPUs busy over one second); 0: do not wait
@@ -42,17 +50,25 @@ OUT=${OUT-bench/results.md}
 PROFILE=${PROFILE:-}
 IDLE_WAIT=${IDLE_WAIT:-0}
 IDLE_BUSY=${IDLE_BUSY:-25}
+REDIS_CPU=${REDIS_CPU:-$CADDY_CPU}
+GOBENCH=${GOBENCH-Hit|Baseline|Respond|MissStore}
+GOBENCH_TIME=${GOBENCH_TIME:-1s}
 
 # Cache configurations under test, one per line: "name|cache options".
 # The options become the lines of the site's `cache { }` block: ';' starts
-# a new line, @TMP@ is this run's temporary directory. Each target is a site
-# with `cache` in front of `reverse_proxy` to the same origin. The first one
-# is "cache hit" in the table; the others get columns of their own. Adding a
-# storage configuration is one line, e.g.
-#	"cache-sqlite|storage sqlite @TMP@/cache.db"
+# a new line, @TMP@ is this run's temporary directory, @REDIS@ the address
+# (127.0.0.1:port) of a redis-server that the script starts when a target
+# uses it. Each target is a site with `cache` in front of `reverse_proxy` to
+# the same origin. The first one is "cache hit" (the memory store): every
+# target is also reported as a ratio to it. Adding a storage configuration
+# is one line, e.g.
 #	"cache-sqlite-full|storage sqlite { ; path @TMP@/full.db ; synchronous full ; }"
 TARGETS=(
 	"cache-memory|storage memory 512MiB"
+	"cache-sqlite-hot|storage sqlite @TMP@/hot.db"
+	"cache-sqlite-nohot|storage sqlite @TMP@/nohot.db ; memory off"
+	"cache-redis-hot|storage redis redis://@REDIS@/0"
+	"cache-redis-nohot|storage redis redis://@REDIS@/1 ; memory off"
 )
 if [[ -n ${EXTRA_TARGETS:-} ]]; then
 	while IFS= read -r line; do
@@ -88,10 +104,25 @@ if ! command -v wrk >/dev/null; then
 		die "wrk not found; install it (Debian/Ubuntu: sudo apt-get install wrk)"
 	fi
 fi
-PIN_CADDY=() PIN_LOAD=()
+NEED_REDIS=
+for t in "${TARGETS[@]}"; do
+	[[ $t == *@REDIS@* ]] && NEED_REDIS=1
+done
+if [[ -n $NEED_REDIS ]] && ! { command -v redis-server && command -v redis-cli; } >/dev/null; then
+	if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+		echo "bench: installing redis-server" >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server >/dev/null 2>&1 ||
+			{ apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y redis-server >/dev/null 2>&1; } ||
+			die "could not install redis-server; install it with: apt-get install redis-server (or bash scripts/test-deps.sh)"
+	else
+		die "redis-server/redis-cli not found; install them (bash scripts/test-deps.sh, or Debian/Ubuntu: sudo apt-get install redis-server)"
+	fi
+fi
+PIN_CADDY=() PIN_LOAD=() PIN_REDIS=()
 if command -v taskset >/dev/null && [[ $(nproc) -ge 2 ]]; then
 	PIN_CADDY=(taskset -c "$CADDY_CPU")
 	PIN_LOAD=(taskset -c "$LOAD_CPU")
+	PIN_REDIS=(taskset -c "$REDIS_CPU")
 else
 	echo "bench: not pinning (need taskset and 2 CPUs); figures will be noisier" >&2
 fi
@@ -139,6 +170,8 @@ P_ORIGIN=$(free_port)
 P_RESPOND=$(free_port)
 P_PROXY=$(free_port)
 P_ADMIN=$(free_port)
+P_REDIS=
+[[ -z $NEED_REDIS ]] || P_REDIS=$(free_port)
 declare -a T_NAME T_PORT
 for t in "${TARGETS[@]}"; do
 	T_NAME+=("${t%%|*}")
@@ -196,6 +229,7 @@ responders() {
 	for i in "${!TARGETS[@]}"; do
 		opts=${TARGETS[$i]#*|}
 		opts=${opts//@TMP@/$TMP}
+		opts=${opts//@REDIS@/127.0.0.1:$P_REDIS}
 		printf '\n# %s\n:%s {\n\tbind 127.0.0.1\n\tcache {\n' "${T_NAME[$i]}" "${T_PORT[$i]}"
 		# one option line per ';'-separated part, nested braces indented
 		depth=2
@@ -210,6 +244,39 @@ responders() {
 		printf '\t}\n\treverse_proxy 127.0.0.1:%s\n}\n' "$P_ORIGIN"
 	done
 } >"$TMP/front.Caddyfile"
+
+# --- go test benchmarks ----------------------------------------------------
+
+# Run before any server starts, each round over the whole set (interleaved),
+# pinned to the CPU of the Caddy under test. GB_NS[name] = ns/op per round.
+declare -A GB_NS GB_B GB_A
+GB_NAMES=()
+GB_LOADS=()
+if [[ -n $GOBENCH ]]; then
+	echo "bench: building the go test benchmarks" >&2
+	go test -c -o "$TMP/cache.test" . || die "building the go test benchmarks failed"
+	GB_LOADS+=("before: $(cut -d' ' -f1-3 /proc/loadavg)")
+	for round in $(seq "$ROUNDS"); do
+		out=$(TMPDIR=$TMP "${PIN_CADDY[@]}" "$TMP/cache.test" -test.run '^$' -test.bench "$GOBENCH" \
+			-test.benchmem -test.benchtime "$GOBENCH_TIME" 2>&1) || die "go test benchmarks failed:"$'\n'"$out"
+		while read -r name ns b a; do
+			[[ -v GB_NS[$name] ]] || GB_NAMES+=("$name")
+			GB_NS[$name]+="$ns "
+			GB_B[$name]=$b GB_A[$name]=$a
+		done < <(awk '/^Benchmark/ {
+			name = $1; sub(/-[0-9]+$/, "", name); ns = b = a = "-"
+			for (i = 2; i < NF; i++) {
+				if ($(i + 1) == "ns/op") ns = $i
+				if ($(i + 1) == "B/op") b = $i
+				if ($(i + 1) == "allocs/op") a = $i
+			}
+			print name, ns, b, a
+		}' <<<"$out")
+		echo "bench: go test benchmarks, round $round of $ROUNDS done" >&2
+		GB_LOADS+=("after round $round: $(cut -d' ' -f1-3 /proc/loadavg)")
+	done
+	((${#GB_NAMES[@]} > 0)) || die "the go test benchmarks matched nothing: GOBENCH=$GOBENCH"
+fi
 
 # --- start -----------------------------------------------------------------
 
@@ -240,8 +307,23 @@ wait_ready() { # port path
 	die "127.0.0.1:$1 not ready after 30s"
 }
 
+REDIS_PID=
+if [[ -n $NEED_REDIS ]]; then
+	mkdir -p "$TMP/redis"
+	"${PIN_REDIS[@]}" redis-server --bind 127.0.0.1 --port "$P_REDIS" --save '' --appendonly no \
+		--dir "$TMP/redis" --logfile "$TMP/redis.log" >"$TMP/redis.out" 2>&1 &
+	REDIS_PID=$!
+	PIDS+=("$REDIS_PID")
+	for i in $(seq 100); do
+		[[ $(redis-cli -h 127.0.0.1 -p "$P_REDIS" ping 2>/dev/null) == PONG ]] && break
+		kill -0 "$REDIS_PID" 2>/dev/null || { cat "$TMP/redis.out" "$TMP/redis.log" >&2 2>/dev/null; die "redis-server exited early"; }
+		((i < 100)) || die "redis-server on 127.0.0.1:$P_REDIS not ready after 10s"
+		sleep 0.1
+	done
+fi
 start origin "${PIN_LOAD[@]}"
 start front "${PIN_CADDY[@]}"
+FRONT_PID=${PIDS[-1]}
 first=${SIZES%% *}
 wait_ready "$P_ORIGIN" "/$first"
 wait_ready "$P_RESPOND" "/$first"
@@ -262,25 +344,32 @@ done
 
 # --- measure ---------------------------------------------------------------
 
-FRONT_PID=${PIDS[1]}
 HZ=$(getconf CLK_TCK)
-# cpu_ticks: user+system CPU time of the Caddy under test, in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$FRONT_PID/stat"; }
+# cpu_ticks pid...: user+system CPU time of these processes, in clock ticks.
+cpu_ticks() {
+	local p t=0
+	for p in "$@"; do
+		t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+	done
+	echo "$t"
+}
 
-# measure port size: one wrk run. Sets M_RPS (requests per second) and
-# M_EFF (requests per CPU-second of the Caddy under test: what it would
-# serve with a whole CPU to itself, steadier than M_RPS on a busy machine).
+# measure port size [pid...]: one wrk run. Sets M_RPS (requests per second)
+# and M_EFF (requests per CPU-second of the Caddy under test, plus that of
+# the other pids, e.g. its redis-server: what it would serve with a whole CPU
+# to itself, steadier than M_RPS on a busy machine).
 measure() {
-	local out t0 t1 n
-	t0=$(cpu_ticks)
-	out=$("${PIN_LOAD[@]}" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$1/$2" 2>&1) ||
+	local out t0 t1 n port=$1 size=$2
+	shift 2
+	t0=$(cpu_ticks "$FRONT_PID" "$@")
+	out=$("${PIN_LOAD[@]}" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$port/$size" 2>&1) ||
 		die "wrk failed: $out"
-	t1=$(cpu_ticks)
+	t1=$(cpu_ticks "$FRONT_PID" "$@")
 	if grep -q 'Non-2xx' <<<"$out"; then
-		die "wrk saw error responses on :$1/$2:"$'\n'"$out"
+		die "wrk saw error responses on :$port/$size:"$'\n'"$out"
 	fi
 	if grep -q 'Socket errors' <<<"$out"; then
-		echo "bench: socket errors on :$1/$2: $(grep 'Socket errors' <<<"$out")" >&2
+		echo "bench: socket errors on :$port/$size: $(grep 'Socket errors' <<<"$out")" >&2
 	fi
 	M_RPS=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")
 	n=$(awk '/ requests in / {print $1}' <<<"$out")
@@ -311,13 +400,18 @@ wait_idle() {
 
 COLS=(respond reverse_proxy "${T_NAME[@]}")
 PORTS=("$P_RESPOND" "$P_PROXY" "${T_PORT[@]}")
+EXTRA=("" "") # pids whose CPU time counts with the Caddy under test's, per column
+for t in "${TARGETS[@]}"; do
+	if [[ $t == *@REDIS@* ]]; then EXTRA+=("$REDIS_PID"); else EXTRA+=(""); fi
+done
 declare -A R E # R[size,col] / E[size,col] = one rps / req-per-CPU-s figure per round
 LOADS=("before: $(cut -d' ' -f1-3 /proc/loadavg)")
 for round in $(seq "$ROUNDS"); do
 	for s in $SIZES; do
 		for c in "${!COLS[@]}"; do
 			wait_idle
-			measure "${PORTS[$c]}" "$s"
+			# shellcheck disable=SC2086 # EXTRA holds zero or one pid
+			measure "${PORTS[$c]}" "$s" ${EXTRA[$c]}
 			R[$s,${COLS[$c]}]+="$M_RPS "
 			E[$s,${COLS[$c]}]+="$M_EFF "
 			printf 'round %d  %-5s %-16s %8s rps %8s req/CPU-s\n' "$round" "$s" "${COLS[$c]}" "$M_RPS" "$M_EFF" >&2
@@ -343,7 +437,8 @@ if [[ -n $PROFILE ]]; then
 		curl -fsS -o "$f" "http://127.0.0.1:$P_ADMIN/debug/pprof/profile?seconds=$secs" &
 		cpid=$!
 		sleep 0.2
-		measure "${PORTS[$c]}" "$first"
+		# shellcheck disable=SC2086
+		measure "${PORTS[$c]}" "$first" ${EXTRA[$c]}
 		wait "$cpid" || die "taking the profile $f failed"
 		echo "bench: $f ($M_RPS rps while profiling)" >&2
 	done
@@ -368,49 +463,79 @@ if [[ -n ${REV:-} ]]; then
 	commit=$REV
 else
 	commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-	git diff --quiet HEAD -- . 2>/dev/null || commit+=" with uncommitted changes"
+	# only changes that reach the binary (other people's test files do not)
+	if ! git diff --quiet HEAD -- '*.go' ':!*_test.go' go.mod go.sum 2>/dev/null ||
+		[[ -n $(git ls-files --others --exclude-standard -- '*.go' ':!*_test.go' 2>/dev/null) ]]; then
+		commit+=" with uncommitted changes"
+	fi
 fi
 [[ -z ${CADDY_BIN:-} ]] || commit+=" (prebuilt binary)"
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 
-# table A unit: the ratio table of figures in array A ("R" or "E").
+# table A unit: the figures in array A ("R" or "E") of every target, each
+# with its ratios to respond, reverse_proxy and the first cache target.
 table() {
 	local -n fig=$1
-	local unit=$2 s i line rs rp h
-	line="| body size | respond $unit | reverse_proxy $unit | cache hit $unit | hit/respond | hit/reverse_proxy |"
-	sep="| --- | ---: | ---: | ---: | ---: | ---: |"
-	for ((i = 1; i < ${#T_NAME[@]}; i++)); do
-		line+=" ${T_NAME[$i]} $unit | ${T_NAME[$i]}/respond | ${T_NAME[$i]}/reverse_proxy |"
-		sep+=" ---: | ---: | ---: |"
-	done
-	echo "$line"
-	echo "$sep"
+	local unit=$2 s c b line
+	local base=(respond reverse_proxy "${T_NAME[0]}")
+	echo "| body size | target | $unit | ÷ respond | ÷ reverse_proxy | ÷ ${T_NAME[0]} |"
+	echo "| --- | --- | ---: | ---: | ---: | ---: |"
 	for s in $SIZES; do
-		rs=${fig[$s,respond]}
-		rp=${fig[$s,reverse_proxy]}
-		line="| $s | $(median "$rs") | $(median "$rp") |"
-		for i in "${!T_NAME[@]}"; do
-			h=${fig[$s,${T_NAME[$i]}]}
-			line+=" $(median "$h") | $(ratio "$h" "$rs") | $(ratio "$h" "$rp") |"
+		for c in "${COLS[@]}"; do
+			line="| $s | $c | $(median "${fig[$s,$c]}") |"
+			for b in "${base[@]}"; do
+				if [[ $b == "$c" ]]; then line+=" — |"; else line+=" $(ratio "${fig[$s,$c]}" "${fig[$s,$b]}") |"; fi
+			done
+			echo "$line"
 		done
-		echo "$line"
+	done
+}
+
+# gotable: the go test benchmarks, each with the speed of Respond at the same
+# body size relative to it (Respond ns/op ÷ its ns/op: above 1 is faster
+# than Respond), the median of the per-round ratios.
+gotable() {
+	local n size ref
+	echo "| benchmark | ns/op | B/op | allocs/op | speed ÷ Respond | ns/op of every round |"
+	echo "| --- | ---: | ---: | ---: | ---: | --- |"
+	for n in "${GB_NAMES[@]}"; do
+		size=1KB
+		[[ $n =~ /(1KB|16KB|1MB)$ ]] && size=${BASH_REMATCH[1]}
+		ref="-"
+		if [[ $n == BenchmarkRespond/* ]]; then
+			ref="—"
+		elif [[ -v GB_NS[BenchmarkRespond/$size] ]]; then
+			ref=$(ratio "${GB_NS[BenchmarkRespond/$size]}" "${GB_NS[$n]}")
+		fi
+		echo "| ${n#Benchmark} | $(median "${GB_NS[$n]}") | ${GB_B[$n]} | ${GB_A[$n]} | $ref | ${GB_NS[$n]% } |"
 	done
 }
 
 report() {
 	local s c i
-	echo "# Load benchmark results"
+	echo "# Benchmark results"
 	echo
 	echo "Generated by \`bench/run.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit, $(go version 2>/dev/null | awk '{print $3}')."
 	echo "CPU: $cpu, $(nproc) CPUs. wrk \`-t$THREADS -c$CONNS -d$DURATION\` (keep-alive, HTTP/1.1)."
 	if [[ ${#PIN_CADDY[@]} -gt 0 ]]; then
 		echo "The Caddy under test is pinned to CPU $CADDY_CPU; wrk and the origin Caddy to CPU $LOAD_CPU."
+		[[ -z $NEED_REDIS ]] || echo "redis-server is pinned to CPU $REDIS_CPU."
 	else
 		echo "Nothing is pinned (taskset or a second CPU missing)."
 	fi
 	echo "Each round measures every size and target once, interleaved; $ROUNDS rounds. Figures are the"
 	echo "median over the rounds; ratios are the median of the per-round ratios."
-	echo "cache hit = \`${T_NAME[0]}\`: \`cache { ${TARGETS[0]#*|} }\` in front of \`reverse_proxy\`."
+	echo
+	echo "Targets (each one a site of the Caddy under test; the cache targets put \`cache { … }\` in front"
+	echo "of \`reverse_proxy\` to the origin; \`;\` separates lines of the \`cache\` block):"
+	echo
+	echo "- \`respond\`: Caddy's \`respond\` with the same body (the baseline)"
+	echo "- \`reverse_proxy\`: \`reverse_proxy\` to the origin, no cache"
+	for i in "${!T_NAME[@]}"; do echo "- \`${T_NAME[$i]}\`: \`${TARGETS[$i]#*|}\`"; done
+	if [[ -n $NEED_REDIS ]]; then
+		echo
+		echo "\`@REDIS@\` is a redis-server $(redis-server --version | awk '{print $3}' | sed 's/^v=//') on loopback started by the script (\`--save '' --appendonly no\`)."
+	fi
 	echo
 	echo "Load average (1, 5, 15 min); the machine is shared, read the figures with it:"
 	echo
@@ -419,17 +544,21 @@ report() {
 		echo "- each run waited up to ${IDLE_WAIT}s for the machine to be under ${IDLE_BUSY}% busy; $WAITS runs started busier"
 	fi
 	echo
-	echo "## Requests per second"
-	echo
-	table R rps
-	echo
 	echo "## Requests per CPU-second of the Caddy under test"
 	echo
 	echo "Requests served divided by the CPU time (user + system) the Caddy under test used during the run:"
-	echo "its throughput with one CPU to itself. Other processes on the machine lower the rps above but"
+	echo "its throughput with one CPU to itself. Other processes on the machine lower the rps below but"
 	echo "hardly this, so on a busy machine its ratios are the ones to trust."
+	if [[ -n $NEED_REDIS ]]; then
+		echo "For the targets on Redis the CPU time of redis-server during the run is added to Caddy's:"
+		echo "the figure is requests per CPU-second of the whole server side."
+	fi
 	echo
 	table E "req/CPU-s"
+	echo
+	echo "## Requests per second"
+	echo
+	table R rps
 	echo
 	echo "## Every round"
 	echo
@@ -440,11 +569,22 @@ report() {
 			echo "| $s | $c | ${R[$s,$c]% } | ${E[$s,$c]% } |"
 		done
 	done
-	if [[ ${#T_NAME[@]} -gt 1 ]]; then
+	if [[ ${#GB_NAMES[@]} -gt 0 ]]; then
 		echo
-		echo "Other cache targets:"
+		echo "## go test benchmarks"
 		echo
-		for ((i = 1; i < ${#T_NAME[@]}; i++)); do echo "- \`${T_NAME[$i]}\`: \`cache { ${TARGETS[$i]#*|} }\`"; done
+		echo "\`go test -run '^\$' -bench '$GOBENCH' -benchmem -benchtime $GOBENCH_TIME .\` (see bench/README.md), run $ROUNDS times"
+		echo "over the whole set before the load runs, pinned to CPU $CADDY_CPU (so GOMAXPROCS is 1 when pinned)."
+		echo "ns/op is the median over the rounds; B/op and allocs/op are from the last round. No network: the"
+		echo "handler serves into a writer that counts bytes. SQLite benchmarks use a file in a temporary"
+		echo "directory with the module's defaults (WAL, synchronous normal, zstd for bodies of 1 KiB or more:"
+		echo "the benchmark bodies are one repeated letter, so they compress very well)."
+		echo
+		echo "Load average during them:"
+		echo
+		for l in "${GB_LOADS[@]}"; do echo "- $l"; done
+		echo
+		gotable
 	fi
 }
 
