@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -976,18 +977,36 @@ func (h *Handler) put(ctx context.Context, key string, e *storage.Entry) error {
 	return err
 }
 
+// storeStateMu orders each storage state change with its log line, so that
+// concurrent failures and recoveries cannot log out of order (leaving
+// "failing" as the last line while the store works, or the reverse).
+var storeStateMu sync.Mutex
+
 func (h *Handler) storeFailed(op string, err error) {
-	if h.storeDown.CompareAndSwap(false, true) {
-		h.logger.Warn("cache storage failing; requests go to the origin until it recovers",
-			zap.String("backend", h.backendName), zap.String("op", op), zap.Error(err))
-	} else if ce := h.logger.Check(zapcore.DebugLevel, "cache storage error"); ce != nil {
+	if !h.storeDown.Load() {
+		storeStateMu.Lock()
+		changed := h.storeDown.CompareAndSwap(false, true)
+		if changed {
+			h.logger.Warn("cache storage failing; requests go to the origin until it recovers",
+				zap.String("backend", h.backendName), zap.String("op", op), zap.Error(err))
+		}
+		storeStateMu.Unlock()
+		if changed {
+			return
+		}
+	}
+	if ce := h.logger.Check(zapcore.DebugLevel, "cache storage error"); ce != nil {
 		ce.Write(zap.String("backend", h.backendName), zap.String("op", op), zap.Error(err))
 	}
 }
 
 func (h *Handler) storeUp() {
-	if h.storeDown.Load() && h.storeDown.CompareAndSwap(true, false) {
-		h.logger.Info("cache storage recovered", zap.String("backend", h.backendName))
+	if h.storeDown.Load() {
+		storeStateMu.Lock()
+		if h.storeDown.CompareAndSwap(true, false) {
+			h.logger.Info("cache storage recovered", zap.String("backend", h.backendName))
+		}
+		storeStateMu.Unlock()
 	}
 }
 
