@@ -13,7 +13,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"text/template"
@@ -154,6 +156,43 @@ func TestConformance(t *testing.T) {
 		t.Fatalf("known-failures.txt: %v", err)
 	}
 	rep := gate(run, known, opts.run == "")
+	// The suite's timing margins are about a second (max-age=2 with 3 s
+	// pauses), so a loaded machine can make a test fail once. Tests that did
+	// not pass run again, alone (with what they depend on), up to twice;
+	// a test counts as passing only if a rerun passes.
+	for attempt := 1; attempt <= 2 && len(rep.Unexpected) > 0 && opts.run == ""; attempt++ {
+		ids := make([]string, len(rep.Unexpected))
+		for i, rec := range rep.Unexpected {
+			ids[i] = regexp.QuoteMeta(rec.ID)
+		}
+		rerunResults := filepath.Join(work, fmt.Sprintf("rerun-%d.json", attempt))
+		rerunTests := filepath.Join(work, fmt.Sprintf("rerun-tests-%d.json", attempt))
+		out, err := runSuite(node, here, []string{"run-suite.mjs",
+			"--base", "http://127.0.0.1:" + strconv.Itoa(port),
+			"--results", rerunResults, "--tests", rerunTests,
+			"--run", "^(" + strings.Join(ids, "|") + ")$"})
+		if err != nil {
+			t.Logf("rerun %d failed to run: %v\n%s", attempt, err, out)
+			break
+		}
+		again, err := loadRun(rerunResults, rerunTests)
+		if err != nil {
+			t.Fatalf("reading the rerun's results: %v", err)
+		}
+		outcome := map[string]string{}
+		for _, rec := range again.Tests {
+			outcome[rec.ID] = rec.Outcome
+		}
+		var still []testRecord
+		for _, rec := range rep.Unexpected {
+			if passing(outcome[rec.ID]) {
+				t.Logf("%s (%s) failed once (%s), passed when run again: timing under load", rec.ID, rec.Kind, run.detail(rec))
+				continue
+			}
+			still = append(still, rec)
+		}
+		rep.Unexpected = still
+	}
 	for _, rec := range rep.Unexpected {
 		t.Errorf("%s (%s) %s: %s", rec.ID, rec.Kind, rec.Outcome, run.detail(rec))
 	}
