@@ -71,6 +71,18 @@ func identity(r *http.Request, source string) string {
 // stale-if-error serves. Every body names the client it was made for; no
 // client may ever receive a body (or a Set-Cookie) made for another one.
 func TestReliabilityPrivacyUnderConcurrency(t *testing.T) {
+	t.Run("memory", func(t *testing.T) {
+		privacyLoad(t, fmt.Sprintf("storage memory {\n\t\t\tname %s\n\t\t}", t.Name()))
+	})
+	// SQLite without the hot tier: every entry goes through the codec.
+	t.Run("sqlite", func(t *testing.T) {
+		privacyLoad(t, fmt.Sprintf("storage sqlite %s\n\t\tmemory off", t.TempDir()+"/cache.db"))
+	})
+}
+
+// privacyLoad runs the privacy load against Caddy with the cache using the
+// given storage lines.
+func privacyLoad(t *testing.T, storageLines string) {
 	const (
 		clients     = 32
 		maxRequests = 400 // per client
@@ -119,7 +131,7 @@ func TestReliabilityPrivacyUnderConcurrency(t *testing.T) {
 		}
 		fmt.Fprintf(w, "for=%s path=%s n=%d\n", id, r.URL.Path, n)
 	})
-	in := startCaddyfile(t, loopbackSite("", fmt.Sprintf("\tcache {\n\t\tstorage memory {\n\t\t\tname %s\n\t\t}\n\t}\n\treverse_proxy %s", t.Name(), o.addr())))
+	in := startCaddyfile(t, loopbackSite("", fmt.Sprintf("\tcache {\n\t\t%s\n\t}\n\treverse_proxy %s", storageLines, o.addr())))
 
 	tr := &http.Transport{MaxIdleConnsPerHost: clients}
 	defer tr.CloseIdleConnections()
