@@ -500,12 +500,17 @@ func (d *DynamoDB) deleteExpired(ctx context.Context) (int64, error) {
 	if err := d.shared.ensure(ctx, d.CreateTable); err != nil {
 		return 0, err
 	}
-	now := numAttr(time.Now().Unix())
-	names := map[string]string{"#ns": "ns", "#k": "k", "#e": ttlAttribute}
+	// expires_at holds whole seconds rounded up, so the scan takes every
+	// item whose second has begun and the exact expiry in meta decides:
+	// an entry is removed exactly when its Expires has passed, whatever
+	// the second boundaries.
+	at := time.Now()
+	now := numAttr(at.Unix() + 1)
+	names := map[string]string{"#ns": "ns", "#k": "k", "#e": ttlAttribute, "#m": "meta"}
 	pages := dynamodb.NewScanPaginator(d.shared.client, &dynamodb.ScanInput{
 		TableName:                aws.String(d.shared.name),
 		FilterExpression:         aws.String("#ns = :ns AND attribute_exists(#k) AND #e <= :now"),
-		ProjectionExpression:     aws.String("pk"),
+		ProjectionExpression:     aws.String("pk, #m"),
 		ExpressionAttributeNames: names,
 		ExpressionAttributeValues: map[string]types.AttributeValue{
 			":ns":  &types.AttributeValueMemberS{Value: d.ns},
@@ -522,6 +527,11 @@ func (d *DynamoDB) deleteExpired(ctx context.Context) (int64, error) {
 			pk, ok := str(item["pk"])
 			if !ok {
 				continue
+			}
+			if meta, ok := bin(item["meta"]); ok {
+				if m, err := storage.DecodeMeta(meta); err == nil && !m.Expired(at) {
+					continue
+				}
 			}
 			// Only if still expired: a concurrent Put may have replaced it.
 			out, err := d.shared.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
