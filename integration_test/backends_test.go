@@ -62,13 +62,29 @@ func TestBackendsHitOutageRecovery(t *testing.T) {
 				w.Header().Set("Cache-Control", "public, max-age=600")
 				fmt.Fprintf(w, "%s %d", r.URL.Path, n)
 			})
-			in := startCaddy(t, fmt.Sprintf("\tcache {\n\t\t%s\n\t\tmemory off\n\t\tstorage_timeout 500ms\n\t}\n\treverse_proxy %s",
+			in := startCaddy(t, fmt.Sprintf("\tcache {\n\t\t%s\n\t\tmemory off\n\t\tstorage_timeout 2s\n\t}\n\treverse_proxy %s",
 				bc.config(t, srv), o.addr()))
-			wantCacheStatus(t, in.get("/a"), "stored")
-			r := in.get("/a")
-			wantCacheStatus(t, r, "hit")
-			if r.body != "/a 1" {
-				t.Fatalf("hit body %q", r.body)
+			// The first writes to a fresh server (lazy connection, index or
+			// table creation) may exceed the storage timeout on a loaded
+			// machine: then the response is simply not stored. A hit must
+			// come soon, with the body that was stored.
+			var stored string
+			hit := false
+			for i := 0; i < 10 && !hit; i++ {
+				r := in.get("/a")
+				cs := r.header.Get("Cache-Status")
+				switch {
+				case strings.Contains(cs, "hit"):
+					if r.body != stored {
+						t.Fatalf("hit body %q, stored %q", r.body, stored)
+					}
+					hit = true
+				case strings.Contains(cs, "stored"):
+					stored = r.body
+				}
+			}
+			if !hit {
+				t.Fatal("no hit after 10 requests")
 			}
 			if srv == nil {
 				return
@@ -83,7 +99,7 @@ func TestBackendsHitOutageRecovery(t *testing.T) {
 			srv.Start(t)
 			// the client reconnects by itself (pooled connections to the old
 			// process fail once each): soon a new entry is stored and hit
-			var hit bool
+			hit = false
 			for i := 0; i < 100 && !hit; i++ {
 				path := fmt.Sprintf("/c%d", i)
 				in.get(path)
