@@ -109,8 +109,8 @@ func (h *Handler) explain(ctx context.Context, r *http.Request) explainResult {
 		return bypass("request " + why + ": the cache is not used")
 	}
 	key := h.cacheKey(r)
-	if len(key) > storage.MaxKeyLen {
-		return bypass(fmt.Sprintf("key too long (%d bytes, limit %d)", len(key), storage.MaxKeyLen))
+	if len(key) > maxPrimaryKeyLen {
+		return bypass(fmt.Sprintf("key too long (%d bytes, limit %d)", len(key), maxPrimaryKeyLen))
 	}
 	res.Key = key
 	reqCC := policy.RequestDirectives(r.Header)

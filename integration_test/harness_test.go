@@ -65,6 +65,7 @@ func (in *instance) adapt(siteBody string) []byte {
 	admin %s
 	auto_https off
 	persist_config off
+	default_bind 127.0.0.1
 	skip_install_trust
 	grace_period 1s
 }
