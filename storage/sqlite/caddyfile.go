@@ -1,12 +1,11 @@
 package sqlite
 
 import (
-	"math"
 	"strings"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/dustin/go-humanize"
+
+	"github.com/caddycache/caddy-cache/storage/internal/caddyopt"
 )
 
 // UnmarshalCaddyfile sets up the store from Caddyfile tokens:
@@ -35,13 +34,13 @@ func (s *SQLite) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch opt := d.Val(); opt {
 		case "path":
-			err = parseString(d, &s.Path)
+			err = caddyopt.String(d, &s.Path)
 		case "busy_timeout":
-			err = parseDuration(d, &s.BusyTimeout)
+			err = caddyopt.Duration(d, &s.BusyTimeout)
 		case "wal":
-			err = parseBool(d, &s.WAL)
+			err = caddyopt.OnOff(d, &s.WAL)
 		case "synchronous":
-			if err = parseString(d, &s.Synchronous); err == nil {
+			if err = caddyopt.String(d, &s.Synchronous); err == nil {
 				switch strings.ToLower(s.Synchronous) {
 				case "off", "normal", "full":
 				default:
@@ -49,11 +48,11 @@ func (s *SQLite) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 		case "max_size":
-			err = parseSize(d, &s.MaxSize)
+			err = caddyopt.Size(d, &s.MaxSize)
 		case "sweep_interval":
-			err = parseDuration(d, &s.SweepInterval)
+			err = caddyopt.Duration(d, &s.SweepInterval)
 		case "compression":
-			if err = parseString(d, &s.Compression); err == nil && s.Compression != "zstd" && s.Compression != "off" {
+			if err = caddyopt.String(d, &s.Compression); err == nil && s.Compression != "zstd" && s.Compression != "off" {
 				err = d.Errf("compression %q: want zstd or off", s.Compression)
 			}
 		default:
@@ -63,89 +62,5 @@ func (s *SQLite) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	return nil
-}
-
-// parseString reads the single argument of the current option.
-func parseString(d *caddyfile.Dispenser, dst *string) error {
-	opt := d.Val()
-	if *dst != "" {
-		return d.Errf("%s specified more than once", opt)
-	}
-	var v string
-	if !d.AllArgs(&v) {
-		return d.Errf("%s takes exactly one argument", opt)
-	}
-	if v == "" {
-		return d.Errf("%s: empty value", opt)
-	}
-	*dst = v
-	return nil
-}
-
-// parseDuration reads the single positive duration argument of the current
-// option.
-func parseDuration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
-	opt := d.Val()
-	if *dst != 0 {
-		return d.Errf("%s specified more than once", opt)
-	}
-	var raw string
-	if !d.AllArgs(&raw) {
-		return d.Errf("%s takes exactly one argument", opt)
-	}
-	v, err := caddy.ParseDuration(raw)
-	if err != nil {
-		return d.Errf("%s %q: %v", opt, raw, err)
-	}
-	if v <= 0 {
-		return d.Errf("%s %q: must be positive", opt, raw)
-	}
-	*dst = caddy.Duration(v)
-	return nil
-}
-
-// parseBool reads a flag: alone it means on, otherwise on|off|true|false.
-func parseBool(d *caddyfile.Dispenser, dst **bool) error {
-	opt := d.Val()
-	if *dst != nil {
-		return d.Errf("%s specified more than once", opt)
-	}
-	v := true
-	if d.NextArg() {
-		switch d.Val() {
-		case "on", "true":
-		case "off", "false":
-			v = false
-		default:
-			return d.Errf("%s %q: want on or off", opt, d.Val())
-		}
-		if d.NextArg() {
-			return d.Errf("%s takes at most one argument", opt)
-		}
-	}
-	*dst = &v
-	return nil
-}
-
-// parseSize reads a byte size with optional unit; 0 is allowed (unlimited).
-func parseSize(d *caddyfile.Dispenser, dst **int64) error {
-	opt := d.Val()
-	if *dst != nil {
-		return d.Errf("%s specified more than once", opt)
-	}
-	var raw string
-	if !d.AllArgs(&raw) {
-		return d.Errf("%s takes exactly one argument", opt)
-	}
-	n, err := humanize.ParseBytes(raw)
-	if err != nil {
-		return d.Errf("%s %q: %v", opt, raw, err)
-	}
-	if n > math.MaxInt64 {
-		return d.Errf("%s %q: too large", opt, raw)
-	}
-	v := int64(n)
-	*dst = &v
 	return nil
 }

@@ -4,11 +4,13 @@
 package caddyopt
 
 import (
+	"math"
 	"strconv"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/dustin/go-humanize"
 )
 
 // String reads the single argument of the current option into dst.
@@ -68,6 +70,53 @@ func Bool(d *caddyfile.Dispenser, dst **bool) error {
 			return d.Errf("%s takes at most one argument", opt)
 		}
 	}
+	*dst = &v
+	return nil
+}
+
+// OnOff reads the current option as a switch: alone it means on, otherwise
+// its single argument must be on, off, true or false.
+func OnOff(d *caddyfile.Dispenser, dst **bool) error {
+	opt := d.Val()
+	if *dst != nil {
+		return d.Errf("%s specified more than once", opt)
+	}
+	v := true
+	if d.NextArg() {
+		switch d.Val() {
+		case "on", "true":
+		case "off", "false":
+			v = false
+		default:
+			return d.Errf("%s %q: want on or off", opt, d.Val())
+		}
+		if d.NextArg() {
+			return d.Errf("%s takes at most one argument", opt)
+		}
+	}
+	*dst = &v
+	return nil
+}
+
+// Size reads the single byte-size argument of the current option, with an
+// optional unit (64MiB, 1GB); 0 is allowed.
+func Size(d *caddyfile.Dispenser, dst **int64) error {
+	opt := d.Val()
+	if *dst != nil {
+		return d.Errf("%s specified more than once", opt)
+	}
+	var raw string
+	if !d.AllArgs(&raw) {
+		return d.Errf("%s takes exactly one argument", opt)
+	}
+	n, err := humanize.ParseBytes(raw)
+	if err != nil {
+		return d.Errf("%s %q: %v", opt, raw, err)
+	}
+	if n > math.MaxInt64 {
+		return d.Errf("%s %q: too large", opt, raw)
+	}
+	v := int64(n)
 	*dst = &v
 	return nil
 }
