@@ -19,7 +19,6 @@ test: deps vet
 
 # Hit-path micro benchmarks and the load benchmark (see bench/README.md).
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./ ./storage/...
 	bash bench/run.sh
 
 # Longer fuzzing of one target: make fuzz FUZZ=FuzzDecode PKG=./storage TIME=5m
