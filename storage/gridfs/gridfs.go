@@ -31,7 +31,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -49,36 +48,24 @@ func init() {
 
 // Defaults.
 const (
-	DefaultDatabase      = "caddy_cache"
+	DefaultDatabase      = mongoconn.DefaultDatabase
 	DefaultBucket        = "cache"
-	DefaultSweepInterval = time.Minute
+	DefaultSweepInterval = mongoconn.DefaultSweepInterval
 )
 
 // GridFS stores cache entries in a MongoDB GridFS bucket. The client is
 // shared with every other mongodb or gridfs store (and config reload) using
 // the same uri and connect_timeout; the sweeper is shared by those that
-// also use the same database and bucket.
+// also use the same database and bucket. Its sweeper also deletes files no
+// entry points to.
 type GridFS struct {
-	// URI is the MongoDB connection string (mongodb:// or mongodb+srv://).
-	// Placeholders such as {env.MONGO_URI} are replaced when the config is
-	// loaded. It may hold a password: it is never logged, and log lines show
-	// only its hosts. Required.
-	URI string `json:"uri,omitempty"`
-	// Database is the database holding the bucket. Default: caddy_cache.
-	Database string `json:"database,omitempty"`
+	// The connection: uri, database, connect_timeout, sweep_interval and
+	// compression.
+	mongoconn.Config
+
 	// Bucket is the GridFS bucket name: the collections used are
 	// <bucket>.entries, <bucket>.files and <bucket>.chunks. Default: cache.
 	Bucket string `json:"bucket,omitempty"`
-	// ConnectTimeout bounds opening one connection to the server.
-	// Default: 10s.
-	ConnectTimeout caddy.Duration `json:"connect_timeout,omitempty"`
-	// SweepInterval is how often expired entries and orphaned files are
-	// deleted. Shared by every handler using the same bucket: the newest
-	// config's value wins. Default: 1m.
-	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
-	// Compression selects whether bodies are stored zstd-compressed
-	// ("zstd") or as they are ("off"). Default: zstd.
-	Compression string `json:"compression,omitempty"`
 
 	comp    storage.Compression
 	shared  *bucket
@@ -100,78 +87,37 @@ func (g *GridFS) Provision(ctx caddy.Context) error {
 	if g.logger == nil { // tests may set one
 		g.logger = ctx.Logger()
 	}
-	if g.Database == "" {
-		g.Database = DefaultDatabase
-	}
 	if g.Bucket == "" {
 		g.Bucket = DefaultBucket
 	}
-	if err := g.Validate(); err != nil {
+	set, err := mongoconn.Prepare(&g.Config, "gridfs", g.Validate)
+	if err != nil {
 		return err
 	}
-	uri, err := mongoconn.ResolveURI(g.URI)
-	if err != nil {
-		return fmt.Errorf("gridfs storage: %w", err)
-	}
-	g.comp, _ = storage.ParseCompression(g.Compression)
-	connectTimeout := time.Duration(g.ConnectTimeout)
-	if connectTimeout == 0 {
-		connectTimeout = mongoconn.DefaultConnectTimeout
-	}
-	sweep := time.Duration(g.SweepInterval)
-	if sweep == 0 {
-		sweep = DefaultSweepInterval
-	}
-	key := mongoconn.Key(uri, connectTimeout) + "|gridfs|" + g.Database + "|" + g.Bucket
+	g.comp = set.Compression
+	key := mongoconn.Key(set.URI, set.ConnectTimeout) + "|gridfs|" + g.Database + "|" + g.Bucket
 	v, loaded, err := pool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return newBucket(uri, connectTimeout, g.Database, g.Bucket, sweep, g.logger)
+		return newBucket(set.URI, set.ConnectTimeout, g.Database, g.Bucket, set.SweepInterval, g.logger)
 	})
 	if err != nil {
-		return fmt.Errorf("gridfs storage %s: %w", mongoconn.Display(uri), err)
+		return fmt.Errorf("gridfs storage %s: %w", mongoconn.Display(set.URI), err)
 	}
 	g.poolKey, g.shared = key, v.(*bucket)
 	g.shared.health.SetLogger(g.logger)
 	if loaded {
-		if old := g.shared.bg.SetInterval(sweep); old != sweep {
-			g.logger.Info("changing the sweep interval of a shared gridfs bucket",
-				zap.String("bucket", g.Database+"."+g.Bucket),
-				zap.Duration("old_sweep_interval", old), zap.Duration("sweep_interval", sweep))
-		}
+		mongoconn.ChangeSweepInterval(g.shared.bg, set.SweepInterval, g.logger, "gridfs", "bucket", g.Database+"."+g.Bucket)
 	}
 	return nil
 }
 
 // Validate checks the configuration.
 func (g *GridFS) Validate() error {
-	if strings.TrimSpace(g.URI) == "" {
-		return errors.New("gridfs storage: uri is required")
-	}
-	if err := mongoconn.CheckDatabaseName(g.Database); err != nil {
-		return fmt.Errorf("gridfs storage: database %q: %w", g.Database, err)
-	}
-	if err := mongoconn.CheckCollectionName(g.Bucket); err != nil {
-		return fmt.Errorf("gridfs storage: bucket %q: %w", g.Bucket, err)
-	}
-	if g.ConnectTimeout < 0 {
-		return fmt.Errorf("gridfs storage: connect_timeout must not be negative, got %s", time.Duration(g.ConnectTimeout))
-	}
-	if g.SweepInterval < 0 {
-		return fmt.Errorf("gridfs storage: sweep_interval must not be negative, got %s", time.Duration(g.SweepInterval))
-	}
-	if _, err := storage.ParseCompression(g.Compression); err != nil {
-		return fmt.Errorf("gridfs storage: compression: %w", err)
-	}
-	return nil
+	return mongoconn.Check(&g.Config, "gridfs", "bucket", g.Bucket)
 }
 
 // Cleanup releases this handle's reference to the shared bucket state.
 func (g *GridFS) Cleanup() error {
-	if g.poolKey == "" {
-		return nil
-	}
-	_, err := pool.Delete(g.poolKey)
-	g.poolKey = ""
-	return err
+	return mongoconn.Drop(pool, &g.poolKey)
 }
 
 // Get implements storage.Store.
@@ -251,51 +197,18 @@ func (g *GridFS) deleteExpired(ctx context.Context) (int, error) {
 //
 // The uri may be given on the first line or in the block, not both.
 func (g *GridFS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // backend name
-	if d.NextArg() {
-		g.URI = d.Val()
-		if d.NextArg() {
-			return d.Errf("gridfs storage: unexpected argument %q after the uri", d.Val())
+	return mongoconn.ParseCaddyfile(d, &g.Config, "gridfs", func(opt string) (bool, error) {
+		if opt != "bucket" {
+			return false, nil
 		}
-	}
-	for d.NextBlock(0) {
-		var err error
-		switch d.Val() {
-		case "uri":
-			err = caddyopt.String(d, &g.URI)
-		case "database":
-			if err = caddyopt.String(d, &g.Database); err == nil {
-				if e := mongoconn.CheckDatabaseName(g.Database); e != nil {
-					err = d.Errf("database %q: %v", g.Database, e)
-				}
-			}
-		case "bucket":
-			if err = caddyopt.String(d, &g.Bucket); err == nil {
-				if e := mongoconn.CheckCollectionName(g.Bucket); e != nil {
-					err = d.Errf("bucket %q: %v", g.Bucket, e)
-				}
-			}
-		case "connect_timeout":
-			err = caddyopt.Duration(d, &g.ConnectTimeout)
-		case "sweep_interval":
-			err = caddyopt.Duration(d, &g.SweepInterval)
-		case "compression":
-			if err = caddyopt.String(d, &g.Compression); err == nil {
-				if _, e := storage.ParseCompression(g.Compression); e != nil {
-					err = d.Errf("compression: %v", e)
-				}
-			}
-		default:
-			err = d.Errf("unrecognized gridfs storage option %q", d.Val())
+		if err := caddyopt.String(d, &g.Bucket); err != nil {
+			return true, err
 		}
-		if err != nil {
-			return err
+		if err := mongoconn.CheckCollectionName(g.Bucket); err != nil {
+			return true, d.Errf("bucket %q: %v", g.Bucket, err)
 		}
-	}
-	if g.URI == "" {
-		return d.Err("gridfs storage: uri is required (on the storage line or as the uri option)")
-	}
-	return nil
+		return true, nil
+	})
 }
 
 // Interface guards.

@@ -46,7 +46,7 @@ func TestFerretDB(t *testing.T) {
 
 func testConformance(t *testing.T, srv *testservers.Server) {
 	storagetest.Run(t, func(t *testing.T) storage.Store {
-		return provision(t, &GridFS{URI: srv.URI, Bucket: uniqueName(t)})
+		return provision(t, &GridFS{Config: mongoconn.Config{URI: srv.URI}, Bucket: uniqueName(t)})
 	}, storagetest.Options{Corrupt: corrupt})
 }
 
@@ -59,7 +59,7 @@ func bigEntry(id string, n int, seed byte) *storage.Entry {
 
 // GridFS has no document size limit for bodies.
 func testHugeBody(t *testing.T, srv *testservers.Server) {
-	g := provision(t, &GridFS{URI: srv.URI, Bucket: uniqueName(t), Compression: "off"})
+	g := provision(t, &GridFS{Config: mongoconn.Config{URI: srv.URI, Compression: "off"}, Bucket: uniqueName(t)})
 	e := bigEntry("huge", 17<<20, 5)
 	if err := g.Put(bg, "huge", e); err != nil {
 		t.Fatalf("Put of a 17 MiB body: %v", err)
@@ -86,7 +86,7 @@ func testHugeBody(t *testing.T, srv *testservers.Server) {
 }
 
 func testFilesFollowEntries(t *testing.T, srv *testservers.Server) {
-	g := provision(t, &GridFS{URI: srv.URI, Bucket: uniqueName(t), Compression: "off"})
+	g := provision(t, &GridFS{Config: mongoconn.Config{URI: srv.URI, Compression: "off"}, Bucket: uniqueName(t)})
 	h := handlesOf(t, g)
 	a := bigEntry("a", 600<<10, 1) // 3 chunks of 255 KiB
 	if err := g.Put(bg, "k", a); err != nil {
@@ -132,7 +132,7 @@ func testFilesFollowEntries(t *testing.T, srv *testservers.Server) {
 }
 
 func testReadersNeverSeePartialEntries(t *testing.T, srv *testservers.Server) {
-	g := provision(t, &GridFS{URI: srv.URI, Bucket: uniqueName(t), Compression: "off"})
+	g := provision(t, &GridFS{Config: mongoconn.Config{URI: srv.URI, Compression: "off"}, Bucket: uniqueName(t)})
 	versions := []*storage.Entry{bigEntry("a", 300<<10, 1), bigEntry("b", 400<<10, 2)} // 2 chunks each
 	if err := g.Put(bg, "racy", versions[0]); err != nil {
 		t.Fatal(err)
@@ -174,7 +174,7 @@ func testReadersNeverSeePartialEntries(t *testing.T, srv *testservers.Server) {
 }
 
 func testSweeper(t *testing.T, srv *testservers.Server) {
-	g := provision(t, &GridFS{URI: srv.URI, Bucket: uniqueName(t), SweepInterval: caddy.Duration(time.Hour)})
+	g := provision(t, &GridFS{Config: mongoconn.Config{URI: srv.URI, SweepInterval: caddy.Duration(time.Hour)}, Bucket: uniqueName(t)})
 	h := handlesOf(t, g)
 	soon := bigEntry("soon", 300<<10, 1)
 	soon.Expires = time.Now().Add(3 * time.Second)
@@ -219,7 +219,7 @@ func testSweeper(t *testing.T, srv *testservers.Server) {
 // KeysForTag uses the tags field; DeleteExpired removes expired entries
 // with their files.
 func testTagIndexAndExpirer(t *testing.T, srv *testservers.Server) {
-	g := provision(t, &GridFS{URI: srv.URI, Bucket: uniqueName(t), SweepInterval: caddy.Duration(time.Hour)})
+	g := provision(t, &GridFS{Config: mongoconn.Config{URI: srv.URI, SweepInterval: caddy.Duration(time.Hour)}, Bucket: uniqueName(t)})
 	soon := time.Now().Add(time.Second)
 	for key, tags := range map[string][]string{"a": {"x", "y"}, "b": {"y"}, "c": {"x"}} {
 		e := storagetest.Entry(key, 10)
@@ -262,7 +262,7 @@ func testTagIndexAndExpirer(t *testing.T, srv *testservers.Server) {
 func TestOutageAndRecovery(t *testing.T) {
 	srv := testservers.FerretDB(t)
 	core, logs := observer.New(zapcore.InfoLevel)
-	g := provision(t, &GridFS{URI: srv.URI, Bucket: uniqueName(t), logger: zap.New(core)})
+	g := provision(t, &GridFS{Config: mongoconn.Config{URI: srv.URI}, Bucket: uniqueName(t), logger: zap.New(core)})
 	e := storagetest.Entry("kept", 3000)
 	if err := g.Put(bg, "kept", e); err != nil {
 		t.Fatal(err)
@@ -318,8 +318,8 @@ func TestOutageAndRecovery(t *testing.T) {
 // state; a mongodb store on the same server shares the client.
 func TestReloadSharesClient(t *testing.T) {
 	uri := closedURI(t)
-	a := provisionOnly(t, &GridFS{URI: uri, SweepInterval: caddy.Duration(time.Minute)})
-	b := provisionOnly(t, &GridFS{URI: uri, SweepInterval: caddy.Duration(2 * time.Minute)})
+	a := provisionOnly(t, &GridFS{Config: mongoconn.Config{URI: uri, SweepInterval: caddy.Duration(time.Minute)}})
+	b := provisionOnly(t, &GridFS{Config: mongoconn.Config{URI: uri, SweepInterval: caddy.Duration(2 * time.Minute)}})
 	if a.shared != b.shared {
 		t.Fatal("two handles with the same config got different bucket states")
 	}
@@ -328,7 +328,7 @@ func TestReloadSharesClient(t *testing.T) {
 	}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
-	m := &mongodb.MongoDB{URI: uri}
+	m := &mongodb.MongoDB{Config: mongoconn.Config{URI: uri}}
 	if err := m.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +354,7 @@ func TestReloadSharesClient(t *testing.T) {
 }
 
 func TestProvisionUnreachable(t *testing.T) {
-	g := provisionOnly(t, &GridFS{URI: closedURI(t)})
+	g := provisionOnly(t, &GridFS{Config: mongoconn.Config{URI: closedURI(t)}})
 	defer g.Cleanup()
 	ctx, cancel := context.WithTimeout(bg, 300*time.Millisecond)
 	defer cancel()
@@ -369,11 +369,11 @@ func TestProvisionErrors(t *testing.T) {
 		want string
 	}{
 		{GridFS{}, "uri is required"},
-		{GridFS{URI: "redis://h"}, `must start with "mongodb://"`},
-		{GridFS{URI: "mongodb://u:hunter2-secret@h/?authMechanism=BOGUS"}, "is invalid"},
-		{GridFS{URI: "mongodb://h/", Bucket: "a$b"}, `bucket "a$b"`},
-		{GridFS{URI: "mongodb://h/", Database: "a/b"}, `database "a/b"`},
-		{GridFS{URI: "mongodb://h/", Compression: "x"}, "compression"},
+		{GridFS{Config: mongoconn.Config{URI: "redis://h"}}, `must start with "mongodb://"`},
+		{GridFS{Config: mongoconn.Config{URI: "mongodb://u:hunter2-secret@h/?authMechanism=BOGUS"}}, "is invalid"},
+		{GridFS{Config: mongoconn.Config{URI: "mongodb://h/"}, Bucket: "a$b"}, `bucket "a$b"`},
+		{GridFS{Config: mongoconn.Config{URI: "mongodb://h/", Database: "a/b"}}, `database "a/b"`},
+		{GridFS{Config: mongoconn.Config{URI: "mongodb://h/", Compression: "x"}}, "compression"},
 	} {
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 		cfg := tc.cfg
@@ -397,10 +397,10 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		want    GridFS
 		wantErr string
 	}{
-		{in: `gridfs mongodb://h/`, want: GridFS{URI: "mongodb://h/"}},
+		{in: `gridfs mongodb://h/`, want: GridFS{Config: mongoconn.Config{URI: "mongodb://h/"}}},
 		{in: "gridfs {\n uri {env.MONGO_URI}\n database d\n bucket bodies\n connect_timeout 3s\n sweep_interval 10m\n compression zstd\n}",
-			want: GridFS{URI: "{env.MONGO_URI}", Database: "d", Bucket: "bodies", ConnectTimeout: caddy.Duration(3 * time.Second),
-				SweepInterval: caddy.Duration(10 * time.Minute), Compression: "zstd"}},
+			want: GridFS{Config: mongoconn.Config{URI: "{env.MONGO_URI}", Database: "d", ConnectTimeout: caddy.Duration(3 * time.Second),
+				SweepInterval: caddy.Duration(10 * time.Minute), Compression: "zstd"}, Bucket: "bodies"}},
 		{in: `gridfs`, wantErr: "uri is required"},
 		{in: `gridfs mongodb://h/ x`, wantErr: `unexpected argument "x"`},
 		{in: "gridfs mongodb://h/ {\n bucket a\n bucket b\n}", wantErr: "bucket specified more than once"},

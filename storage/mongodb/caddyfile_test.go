@@ -1,6 +1,7 @@
 package mongodb
 
 import (
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddycache/caddy-cache/storage/internal/mongoconn"
 )
 
 func TestUnmarshalCaddyfile(t *testing.T) {
@@ -16,8 +19,8 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		want    MongoDB
 		wantErr string
 	}{
-		{in: `mongodb mongodb://h:27017/`, want: MongoDB{URI: "mongodb://h:27017/"}},
-		{in: `mongodb {env.MONGO_URI}`, want: MongoDB{URI: "{env.MONGO_URI}"}},
+		{in: `mongodb mongodb://h:27017/`, want: MongoDB{Config: mongoconn.Config{URI: "mongodb://h:27017/"}}},
+		{in: `mongodb {env.MONGO_URI}`, want: MongoDB{Config: mongoconn.Config{URI: "{env.MONGO_URI}"}}},
 		{in: `mongodb {
 			uri mongodb://h/
 			database cache
@@ -25,8 +28,9 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			connect_timeout 5s
 			sweep_interval 30s
 			compression off
-		}`, want: MongoDB{URI: "mongodb://h/", Database: "cache", Collection: "entries",
-			ConnectTimeout: caddy.Duration(5 * time.Second), SweepInterval: caddy.Duration(30 * time.Second), Compression: "off"}},
+		}`, want: MongoDB{Config: mongoconn.Config{URI: "mongodb://h/", Database: "cache",
+			ConnectTimeout: caddy.Duration(5 * time.Second), SweepInterval: caddy.Duration(30 * time.Second), Compression: "off"},
+			Collection: "entries"}},
 		{in: `mongodb`, wantErr: "uri is required"},
 		{in: `mongodb mongodb://h/ extra`, wantErr: `unexpected argument "extra"`},
 		{in: "mongodb mongodb://h/ {\n uri mongodb://i/\n}", wantErr: "uri specified more than once"},
@@ -55,5 +59,34 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		if !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%q: got %+v, want %+v", tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestJSONFields checks that the embedded connection config keeps every
+// JSON field at the top level of the module's object.
+func TestJSONFields(t *testing.T) {
+	in := `{"uri":"mongodb://h/","database":"d","collection":"c","connect_timeout":"5s","sweep_interval":"30s","compression":"off"}`
+	var m MongoDB
+	dec := json.NewDecoder(strings.NewReader(in))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	want := MongoDB{Config: mongoconn.Config{URI: "mongodb://h/", Database: "d",
+		ConnectTimeout: caddy.Duration(5 * time.Second), SweepInterval: caddy.Duration(30 * time.Second), Compression: "off"},
+		Collection: "c"}
+	if !reflect.DeepEqual(m, want) {
+		t.Fatalf("decoded %+v, want %+v", m, want)
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(out, &fields); err != nil {
+		t.Fatal(err)
+	}
+	if len(fields) != 6 || fields["collection"] != "c" || fields["uri"] != "mongodb://h/" {
+		t.Fatalf("encoded %s, want the six fields flat", out)
 	}
 }

@@ -32,16 +32,14 @@ package mongodb
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 
 	"github.com/caddycache/caddy-cache/storage"
+	"github.com/caddycache/caddy-cache/storage/internal/caddyopt"
 	"github.com/caddycache/caddy-cache/storage/internal/mongoconn"
 )
 
@@ -51,38 +49,23 @@ func init() {
 
 // Defaults.
 const (
-	DefaultDatabase      = "caddy_cache"
+	DefaultDatabase      = mongoconn.DefaultDatabase
 	DefaultCollection    = "responses"
-	DefaultSweepInterval = time.Minute
+	DefaultSweepInterval = mongoconn.DefaultSweepInterval
 )
 
 // MongoDB stores cache entries as documents in a MongoDB collection. The
 // client and its connection pool are shared by every handler (and every
 // config reload) that uses the same uri and connect_timeout; the sweeper is
-// shared by those that also use the same database and collection.
+// shared by those that also use the same database and collection. Its
+// sweeper also deletes expired documents on servers without TTL indexes.
 type MongoDB struct {
-	// URI is the MongoDB connection string (mongodb:// or mongodb+srv://).
-	// Placeholders such as {env.MONGO_URI} are replaced when the config is
-	// loaded. It may hold a password: it is never logged, and log lines show
-	// only its hosts. Required.
-	URI string `json:"uri,omitempty"`
-	// Database is the database holding the collection. Default: caddy_cache.
-	Database string `json:"database,omitempty"`
+	// The connection: uri, database, connect_timeout, sweep_interval and
+	// compression.
+	mongoconn.Config
+
 	// Collection is the collection holding the entries. Default: responses.
 	Collection string `json:"collection,omitempty"`
-	// ConnectTimeout bounds opening one connection to the server (each
-	// storage call is bounded by the handler's storage timeout as well).
-	// Default: 10s.
-	ConnectTimeout caddy.Duration `json:"connect_timeout,omitempty"`
-	// SweepInterval is how often expired documents are deleted, for servers
-	// without TTL indexes and to reclaim space promptly. Shared by every
-	// handler using the same collection: the newest config's value wins.
-	// Default: 1m.
-	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
-	// Compression selects whether bodies are stored zstd-compressed
-	// ("zstd") or as they are ("off"). Bodies that are already
-	// content-encoded are never compressed again. Default: zstd.
-	Compression string `json:"compression,omitempty"`
 
 	comp    storage.Compression
 	shared  *collection
@@ -104,78 +87,37 @@ func (m *MongoDB) Provision(ctx caddy.Context) error {
 	if m.logger == nil { // tests may set one
 		m.logger = ctx.Logger()
 	}
-	if m.Database == "" {
-		m.Database = DefaultDatabase
-	}
 	if m.Collection == "" {
 		m.Collection = DefaultCollection
 	}
-	if err := m.Validate(); err != nil {
+	set, err := mongoconn.Prepare(&m.Config, "mongodb", m.Validate)
+	if err != nil {
 		return err
 	}
-	uri, err := mongoconn.ResolveURI(m.URI)
-	if err != nil {
-		return fmt.Errorf("mongodb storage: %w", err)
-	}
-	m.comp, _ = storage.ParseCompression(m.Compression)
-	connectTimeout := time.Duration(m.ConnectTimeout)
-	if connectTimeout == 0 {
-		connectTimeout = mongoconn.DefaultConnectTimeout
-	}
-	sweep := time.Duration(m.SweepInterval)
-	if sweep == 0 {
-		sweep = DefaultSweepInterval
-	}
-	key := mongoconn.Key(uri, connectTimeout) + "|" + m.Database + "|" + m.Collection
+	m.comp = set.Compression
+	key := mongoconn.Key(set.URI, set.ConnectTimeout) + "|" + m.Database + "|" + m.Collection
 	v, loaded, err := pool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return newCollection(uri, connectTimeout, m.Database, m.Collection, sweep, m.logger)
+		return newCollection(set.URI, set.ConnectTimeout, m.Database, m.Collection, set.SweepInterval, m.logger)
 	})
 	if err != nil {
-		return fmt.Errorf("mongodb storage %s: %w", mongoconn.Display(uri), err)
+		return fmt.Errorf("mongodb storage %s: %w", mongoconn.Display(set.URI), err)
 	}
 	m.poolKey, m.shared = key, v.(*collection)
 	m.shared.health.SetLogger(m.logger)
 	if loaded {
-		if old := m.shared.bg.SetInterval(sweep); old != sweep {
-			m.logger.Info("changing the sweep interval of a shared mongodb collection",
-				zap.String("collection", m.Database+"."+m.Collection),
-				zap.Duration("old_sweep_interval", old), zap.Duration("sweep_interval", sweep))
-		}
+		mongoconn.ChangeSweepInterval(m.shared.bg, set.SweepInterval, m.logger, "mongodb", "collection", m.Database+"."+m.Collection)
 	}
 	return nil
 }
 
 // Validate checks the configuration.
 func (m *MongoDB) Validate() error {
-	if strings.TrimSpace(m.URI) == "" {
-		return errors.New("mongodb storage: uri is required")
-	}
-	if err := mongoconn.CheckDatabaseName(m.Database); err != nil {
-		return fmt.Errorf("mongodb storage: database %q: %w", m.Database, err)
-	}
-	if err := mongoconn.CheckCollectionName(m.Collection); err != nil {
-		return fmt.Errorf("mongodb storage: collection %q: %w", m.Collection, err)
-	}
-	if m.ConnectTimeout < 0 {
-		return fmt.Errorf("mongodb storage: connect_timeout must not be negative, got %s", time.Duration(m.ConnectTimeout))
-	}
-	if m.SweepInterval < 0 {
-		return fmt.Errorf("mongodb storage: sweep_interval must not be negative, got %s", time.Duration(m.SweepInterval))
-	}
-	if _, err := storage.ParseCompression(m.Compression); err != nil {
-		return fmt.Errorf("mongodb storage: compression: %w", err)
-	}
-	return nil
+	return mongoconn.Check(&m.Config, "mongodb", "collection", m.Collection)
 }
 
 // Cleanup releases this handle's reference to the shared collection.
 func (m *MongoDB) Cleanup() error {
-	if m.poolKey == "" {
-		return nil
-	}
-	_, err := pool.Delete(m.poolKey)
-	m.poolKey = ""
-	return err
+	return mongoconn.Drop(pool, &m.poolKey)
 }
 
 // Get implements storage.Store.
@@ -239,7 +181,18 @@ func (m *MongoDB) DeleteExpired(ctx context.Context) (int64, error) {
 //
 // The uri may be given on the first line or in the block, not both.
 func (m *MongoDB) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return unmarshalCaddyfile(d, m)
+	return mongoconn.ParseCaddyfile(d, &m.Config, "mongodb", func(opt string) (bool, error) {
+		if opt != "collection" {
+			return false, nil
+		}
+		if err := caddyopt.String(d, &m.Collection); err != nil {
+			return true, err
+		}
+		if err := mongoconn.CheckCollectionName(m.Collection); err != nil {
+			return true, d.Errf("collection %q: %v", m.Collection, err)
+		}
+		return true, nil
+	})
 }
 
 // Interface guards.

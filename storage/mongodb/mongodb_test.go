@@ -25,7 +25,7 @@ import (
 func TestConformance(t *testing.T) {
 	srv := testservers.FerretDB(t)
 	storagetest.Run(t, func(t *testing.T) storage.Store {
-		return provision(t, &MongoDB{URI: srv.URI, Collection: uniqueName(t)})
+		return provision(t, &MongoDB{Config: mongoconn.Config{URI: srv.URI}, Collection: uniqueName(t)})
 	}, storagetest.Options{Corrupt: corrupt})
 }
 
@@ -73,7 +73,7 @@ func TestTooLarge(t *testing.T) {
 	}
 
 	srv := testservers.FerretDB(t)
-	m := provision(t, &MongoDB{URI: srv.URI, Collection: uniqueName(t), Compression: "off"})
+	m := provision(t, &MongoDB{Config: mongoconn.Config{URI: srv.URI, Compression: "off"}, Collection: uniqueName(t)})
 	ok := entry(lo)
 	if err := m.Put(bg, key, ok); err != nil {
 		t.Fatalf("Put of the largest body that fits (%d bytes): %v", lo, err)
@@ -98,8 +98,7 @@ func TestTooLarge(t *testing.T) {
 func TestSweeperWithoutTTLIndex(t *testing.T) {
 	srv := testservers.FerretDB(t)
 	core, logs := observer.New(zapcore.InfoLevel)
-	m := provision(t, &MongoDB{URI: srv.URI, Collection: uniqueName(t),
-		SweepInterval: caddy.Duration(300 * time.Millisecond), logger: zap.New(core)})
+	m := provision(t, &MongoDB{Config: mongoconn.Config{URI: srv.URI, SweepInterval: caddy.Duration(300 * time.Millisecond)}, Collection: uniqueName(t), logger: zap.New(core)})
 
 	soon := storagetest.Entry("soon", 10)
 	soon.Expires = time.Now().Add(time.Second)
@@ -140,7 +139,7 @@ func TestSweeperWithoutTTLIndex(t *testing.T) {
 // List prefixes are literal, not regular expressions.
 func TestListPrefixIsLiteral(t *testing.T) {
 	srv := testservers.FerretDB(t)
-	m := provision(t, &MongoDB{URI: srv.URI, Collection: uniqueName(t)})
+	m := provision(t, &MongoDB{Config: mongoconn.Config{URI: srv.URI}, Collection: uniqueName(t)})
 	for _, k := range []string{"a.c/1", "abc/1", "a.c*x", "(x)|y", "x", `a\b`, "^a"} {
 		if err := m.Put(bg, k, storagetest.Entry(k, 10)); err != nil {
 			t.Fatalf("Put(%q): %v", k, err)
@@ -170,7 +169,7 @@ func TestListPrefixIsLiteral(t *testing.T) {
 func TestOutageAndRecovery(t *testing.T) {
 	srv := testservers.FerretDB(t)
 	core, logs := observer.New(zapcore.InfoLevel)
-	m := provision(t, &MongoDB{URI: srv.URI, Collection: uniqueName(t), logger: zap.New(core)})
+	m := provision(t, &MongoDB{Config: mongoconn.Config{URI: srv.URI}, Collection: uniqueName(t), logger: zap.New(core)})
 	e := storagetest.Entry("kept", 100)
 	if err := m.Put(bg, "kept", e); err != nil {
 		t.Fatalf("Put: %v", err)
@@ -233,8 +232,8 @@ func TestOutageAndRecovery(t *testing.T) {
 func TestReloadSharesClient(t *testing.T) {
 	uri := strings.Replace(closedURI(t), "mongodb://", "mongodb://cache:hunter2-secret@", 1)
 	core, logs := observer.New(zapcore.InfoLevel)
-	a := provisionOnly(t, &MongoDB{URI: uri, Collection: "c", SweepInterval: caddy.Duration(time.Minute)})
-	b := provisionOnly(t, &MongoDB{URI: uri, Collection: "c", SweepInterval: caddy.Duration(2 * time.Minute), logger: zap.New(core)})
+	a := provisionOnly(t, &MongoDB{Config: mongoconn.Config{URI: uri, SweepInterval: caddy.Duration(time.Minute)}, Collection: "c"})
+	b := provisionOnly(t, &MongoDB{Config: mongoconn.Config{URI: uri, SweepInterval: caddy.Duration(2 * time.Minute)}, Collection: "c", logger: zap.New(core)})
 	if a.shared != b.shared {
 		t.Fatal("two handles with the same config got different collection states")
 	}
@@ -244,7 +243,7 @@ func TestReloadSharesClient(t *testing.T) {
 	if logs.FilterMessageSnippet("sweep interval").Len() != 1 {
 		t.Fatalf("changing a shared tunable logged %d lines, want 1", logs.FilterMessageSnippet("sweep interval").Len())
 	}
-	c := provisionOnly(t, &MongoDB{URI: uri, Collection: "other"})
+	c := provisionOnly(t, &MongoDB{Config: mongoconn.Config{URI: uri}, Collection: "other"})
 	if c.shared == a.shared || c.shared.client != a.shared.client {
 		t.Fatal("a second collection on the same server should have its own state and share the client")
 	}
@@ -289,7 +288,7 @@ func TestReloadSharesClient(t *testing.T) {
 // name that does not resolve) does not fail it; calls fail later instead.
 func TestProvisionUnreachable(t *testing.T) {
 	for _, uri := range []string{closedURI(t), "mongodb+srv://cache.does-not-exist.invalid/"} {
-		m := provisionOnly(t, &MongoDB{URI: uri})
+		m := provisionOnly(t, &MongoDB{Config: mongoconn.Config{URI: uri}})
 		ctx, cancel := context.WithTimeout(bg, 300*time.Millisecond)
 		_, err := m.Get(ctx, "k")
 		cancel()
@@ -304,7 +303,7 @@ func TestProvisionUnreachable(t *testing.T) {
 
 func TestProvisionErrors(t *testing.T) {
 	t.Setenv("CACHE_TEST_MONGO_URI", "mongodb://127.0.0.1:1/")
-	m := provisionOnly(t, &MongoDB{URI: "{env.CACHE_TEST_MONGO_URI}"})
+	m := provisionOnly(t, &MongoDB{Config: mongoconn.Config{URI: "{env.CACHE_TEST_MONGO_URI}"}})
 	if got := m.shared.client.Display(); got != "mongodb://127.0.0.1:1" {
 		t.Fatalf("placeholder uri resolved to %q", got)
 	}
@@ -314,15 +313,15 @@ func TestProvisionErrors(t *testing.T) {
 		want string
 	}{
 		{MongoDB{}, "uri is required"},
-		{MongoDB{URI: "{env.CACHE_TEST_UNSET_VARIABLE}"}, "uri is required"},
-		{MongoDB{URI: "http://x"}, `must start with "mongodb://"`},
-		{MongoDB{URI: "mongodb://u:hunter2-secret@h:1/?authMechanism=BOGUS"}, "uri for mongodb://h:1 is invalid"},
-		{MongoDB{URI: "mongodb+srv://a,b/"}, "exactly one host"},
-		{MongoDB{URI: "mongodb://h/", Database: "a.b"}, `database "a.b"`},
-		{MongoDB{URI: "mongodb://h/", Collection: "system.x"}, `collection "system.x"`},
-		{MongoDB{URI: "mongodb://h/", Compression: "lz4"}, "compression"},
-		{MongoDB{URI: "mongodb://h/", ConnectTimeout: -1}, "connect_timeout"},
-		{MongoDB{URI: "mongodb://h/", SweepInterval: -1}, "sweep_interval"},
+		{MongoDB{Config: mongoconn.Config{URI: "{env.CACHE_TEST_UNSET_VARIABLE}"}}, "uri is required"},
+		{MongoDB{Config: mongoconn.Config{URI: "http://x"}}, `must start with "mongodb://"`},
+		{MongoDB{Config: mongoconn.Config{URI: "mongodb://u:hunter2-secret@h:1/?authMechanism=BOGUS"}}, "uri for mongodb://h:1 is invalid"},
+		{MongoDB{Config: mongoconn.Config{URI: "mongodb+srv://a,b/"}}, "exactly one host"},
+		{MongoDB{Config: mongoconn.Config{URI: "mongodb://h/", Database: "a.b"}}, `database "a.b"`},
+		{MongoDB{Config: mongoconn.Config{URI: "mongodb://h/"}, Collection: "system.x"}, `collection "system.x"`},
+		{MongoDB{Config: mongoconn.Config{URI: "mongodb://h/", Compression: "lz4"}}, "compression"},
+		{MongoDB{Config: mongoconn.Config{URI: "mongodb://h/", ConnectTimeout: -1}}, "connect_timeout"},
+		{MongoDB{Config: mongoconn.Config{URI: "mongodb://h/", SweepInterval: -1}}, "sweep_interval"},
 	} {
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 		cfg := tc.cfg
@@ -349,7 +348,7 @@ func TestProvisionErrors(t *testing.T) {
 // KeysForTag uses the tags field; DeleteExpired removes what has expired.
 func TestTagIndexAndExpirer(t *testing.T) {
 	srv := testservers.FerretDB(t)
-	m := provision(t, &MongoDB{URI: srv.URI, Collection: uniqueName(t), SweepInterval: caddy.Duration(time.Hour)})
+	m := provision(t, &MongoDB{Config: mongoconn.Config{URI: srv.URI, SweepInterval: caddy.Duration(time.Hour)}, Collection: uniqueName(t)})
 	testTagsAndExpiry(t, m, func() int64 { return countDocs(t, m) })
 }
 
