@@ -2,7 +2,6 @@ package dynamodb
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -13,12 +12,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddycache/caddy-cache/internal/testservers"
 	"github.com/caddycache/caddy-cache/storage"
+	"github.com/caddycache/caddy-cache/storage/internal/storetest"
 	"github.com/caddycache/caddy-cache/storage/storagetest"
 )
 
@@ -336,9 +334,9 @@ func testMissingTable(t *testing.T, srv *testservers.Server) {
 // table and calls work again. One warning and one info line.
 func TestOutageAndRecovery(t *testing.T) {
 	srv := testservers.DynamoDBLocal(t)
-	core, logs := observer.New(zapcore.InfoLevel)
+	logger, logs := storetest.ObservedLogger(zapcore.InfoLevel)
 	cfg := local(t, srv.URI)
-	cfg.logger = zap.New(core)
+	cfg.logger = logger
 	d := provision(t, cfg)
 	e := storagetest.Entry("e", 100)
 	if err := d.Put(bg, "k", e); err != nil {
@@ -346,51 +344,15 @@ func TestOutageAndRecovery(t *testing.T) {
 	}
 
 	srv.Stop(t)
-	ops := map[string]func(ctx context.Context) error{
-		"Get":    func(ctx context.Context) error { _, err := d.Get(ctx, "k"); return err },
-		"Put":    func(ctx context.Context) error { return d.Put(ctx, "k", e) },
-		"Delete": func(ctx context.Context) error { return d.Delete(ctx, "other") },
-		"List": func(ctx context.Context) error {
-			return d.List(ctx, "", func(string, *storage.Entry) error { return nil })
-		},
-		"Stats": func(ctx context.Context) error { _, err := d.Stats(ctx); return err },
-	}
-	for round := 0; round < 2; round++ {
-		for name, op := range ops {
-			ctx, cancel := context.WithTimeout(bg, 300*time.Millisecond)
-			err := op(ctx)
-			cancel()
-			if err == nil || errors.Is(err, storage.ErrNotFound) {
-				t.Fatalf("%s with the server stopped: %v, want a failure", name, err)
-			}
-		}
-	}
+	ops := storetest.Ops(d, "k", "k", e)
+	storetest.ExpectFailures(t, ops, 2)
 
 	srv.Start(t)
-	deadline := time.Now().Add(30 * time.Second)
-	var err error
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(bg, 5*time.Second)
-		err = d.Put(ctx, "k", e)
-		cancel()
-		if err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
+	if err := storetest.Retry(30*time.Second, 5*time.Second, ops["Put"]); err != nil {
 		t.Fatalf("Put 30s after the server came back: %v", err)
 	}
-	for name, op := range ops {
-		if err := op(bg); err != nil {
-			t.Fatalf("%s after recovery: %v", name, err)
-		}
-	}
-	warn := logs.FilterMessageSnippet("storage unavailable").All()
-	info := logs.FilterMessageSnippet("storage reachable again").All()
-	if len(warn) != 1 || len(info) != 1 {
-		t.Fatalf("got %d warnings and %d recoveries logged, want 1 and 1", len(warn), len(info))
-	}
+	storetest.ExpectSuccess(t, ops)
+	storetest.ExpectOutageLogged(t, logs)
 }
 
 // DeleteExpired removes expired entries and their parts now, on a table

@@ -2,8 +2,6 @@ package dynamodb
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"os"
 	"strconv"
 	"strings"
@@ -12,11 +10,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/caddycache/caddy-cache/internal/testservers"
 	"github.com/caddycache/caddy-cache/storage"
+	"github.com/caddycache/caddy-cache/storage/internal/storetest"
 )
 
 func TestMain(m *testing.M) {
@@ -49,17 +47,10 @@ func local(t testing.TB, endpoint string) *DynamoDB {
 // provisionOnly provisions cfg on a fresh Caddy context; the caller cleans up.
 func provisionOnly(t testing.TB, cfg *DynamoDB) *DynamoDB {
 	t.Helper()
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
 	if cfg.logger == nil {
 		cfg.logger = zap.NewNop()
 	}
-	if err := cfg.Provision(ctx); err != nil {
-		t.Fatalf("Provision: %v", err)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("Validate: %v", err)
-	}
+	storetest.Provision(t, cfg)
 	return cfg
 }
 
@@ -76,11 +67,7 @@ func provision(t testing.TB, cfg *DynamoDB) *DynamoDB {
 }
 
 func unique(t testing.TB) string {
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return "t-" + hex.EncodeToString(b)
+	return storetest.UniqueName(t, "t-")
 }
 
 // corrupt overwrites the data attribute of key's manifest with raw.

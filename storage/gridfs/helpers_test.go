@@ -2,19 +2,17 @@ package gridfs
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"os"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.uber.org/zap"
 
 	"github.com/caddycache/caddy-cache/internal/testservers"
 	"github.com/caddycache/caddy-cache/storage"
+	"github.com/caddycache/caddy-cache/storage/internal/storetest"
 )
 
 func TestMain(m *testing.M) {
@@ -28,17 +26,10 @@ var bg = context.Background()
 // provisionOnly provisions cfg on a fresh Caddy context; the caller cleans up.
 func provisionOnly(t testing.TB, cfg *GridFS) *GridFS {
 	t.Helper()
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
 	if cfg.logger == nil {
 		cfg.logger = zap.NewNop()
 	}
-	if err := cfg.Provision(ctx); err != nil {
-		t.Fatalf("Provision: %v", err)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("Validate: %v", err)
-	}
+	storetest.Provision(t, cfg)
 	return cfg
 }
 
@@ -63,11 +54,7 @@ func provision(t testing.TB, cfg *GridFS) *GridFS {
 
 // uniqueName returns a bucket name no other test uses.
 func uniqueName(t testing.TB) string {
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return "t_" + hex.EncodeToString(b)
+	return storetest.UniqueName(t, "t_")
 }
 
 func handlesOf(t testing.TB, g *GridFS) *handles {

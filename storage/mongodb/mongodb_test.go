@@ -19,6 +19,7 @@ import (
 	"github.com/caddycache/caddy-cache/internal/testservers"
 	"github.com/caddycache/caddy-cache/storage"
 	"github.com/caddycache/caddy-cache/storage/internal/mongoconn"
+	"github.com/caddycache/caddy-cache/storage/internal/storetest"
 	"github.com/caddycache/caddy-cache/storage/storagetest"
 )
 
@@ -168,62 +169,23 @@ func TestListPrefixIsLiteral(t *testing.T) {
 // they work again. One warning and one info line, not one per call.
 func TestOutageAndRecovery(t *testing.T) {
 	srv := testservers.FerretDB(t)
-	core, logs := observer.New(zapcore.InfoLevel)
-	m := provision(t, &MongoDB{Config: mongoconn.Config{URI: srv.URI}, Collection: uniqueName(t), logger: zap.New(core)})
+	logger, logs := storetest.ObservedLogger(zapcore.InfoLevel)
+	m := provision(t, &MongoDB{Config: mongoconn.Config{URI: srv.URI}, Collection: uniqueName(t), logger: logger})
 	e := storagetest.Entry("kept", 100)
 	if err := m.Put(bg, "kept", e); err != nil {
 		t.Fatalf("Put: %v", err)
 	}
 
 	srv.Stop(t)
-	ops := map[string]func(ctx context.Context) error{
-		"Get":    func(ctx context.Context) error { _, err := m.Get(ctx, "kept"); return err },
-		"Put":    func(ctx context.Context) error { return m.Put(ctx, "other", e) },
-		"Delete": func(ctx context.Context) error { return m.Delete(ctx, "other") },
-		"List": func(ctx context.Context) error {
-			return m.List(ctx, "", func(string, *storage.Entry) error { return nil })
-		},
-		"Stats": func(ctx context.Context) error { _, err := m.Stats(ctx); return err },
-	}
-	for round := 0; round < 2; round++ {
-		for name, op := range ops {
-			ctx, cancel := context.WithTimeout(bg, 300*time.Millisecond)
-			err := op(ctx)
-			cancel()
-			if err == nil || errors.Is(err, storage.ErrNotFound) {
-				t.Fatalf("%s with the server stopped: %v, want a failure", name, err)
-			}
-		}
-	}
+	ops := storetest.Ops(m, "kept", "other", e)
+	storetest.ExpectFailures(t, ops, 2)
 
 	srv.Start(t)
-	deadline := time.Now().Add(30 * time.Second)
-	var err error
-	for time.Now().Before(deadline) {
-		ctx, cancel := context.WithTimeout(bg, 2*time.Second)
-		_, err = m.Get(ctx, "kept")
-		cancel()
-		if err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
+	if err := storetest.Retry(30*time.Second, 2*time.Second, ops["Get"]); err != nil {
 		t.Fatalf("Get 30s after the server came back: %v", err)
 	}
-	for name, op := range ops {
-		if err := op(bg); err != nil {
-			t.Fatalf("%s after recovery: %v", name, err)
-		}
-	}
-	warn := logs.FilterMessageSnippet("storage unavailable").All()
-	info := logs.FilterMessageSnippet("storage reachable again").All()
-	if len(warn) != 1 || len(info) != 1 {
-		t.Fatalf("got %d warnings and %d recoveries logged, want 1 and 1", len(warn), len(info))
-	}
-	if warn[0].Level != zapcore.WarnLevel || info[0].Level != zapcore.InfoLevel {
-		t.Fatalf("levels: %v and %v, want warn and info", warn[0].Level, info[0].Level)
-	}
+	storetest.ExpectSuccess(t, ops)
+	storetest.ExpectOutageLogged(t, logs)
 }
 
 // Two configs with the same identity, on two Caddy contexts, share one

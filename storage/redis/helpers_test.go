@@ -2,18 +2,16 @@ package redis
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"os"
 	"strconv"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
 	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/caddycache/caddy-cache/internal/testservers"
 	"github.com/caddycache/caddy-cache/storage"
+	"github.com/caddycache/caddy-cache/storage/internal/storetest"
 )
 
 func TestMain(m *testing.M) {
@@ -28,17 +26,10 @@ var bg = context.Background()
 // cleanup (the namespace is cleared first, while the client is still open).
 func provision(t testing.TB, cfg *Redis) *Redis {
 	t.Helper()
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	t.Cleanup(cancel)
 	if cfg.logger == nil {
 		cfg.logger = zap.NewNop()
 	}
-	if err := cfg.Provision(ctx); err != nil {
-		t.Fatalf("Provision: %v", err)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("Validate: %v", err)
-	}
+	storetest.Provision(t, cfg)
 	t.Cleanup(func() {
 		if cfg.poolKey == "" {
 			return
@@ -55,11 +46,7 @@ func provision(t testing.TB, cfg *Redis) *Redis {
 
 // uniqueNamespace returns a namespace no other test uses.
 func uniqueNamespace(t testing.TB) string {
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return "t-" + hex.EncodeToString(b)
+	return storetest.UniqueName(t, "t-")
 }
 
 // corrupt overwrites the stored bytes of key, keeping its TTL.
