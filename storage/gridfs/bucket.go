@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -147,33 +146,14 @@ func (b *bucket) createIndexes(ctx context.Context) error {
 	return nil
 }
 
-// unexpired matches entry documents that have not expired at now.
-func unexpired(now time.Time) bson.D {
-	return bson.D{{Key: "$or", Value: bson.A{
-		bson.D{{Key: "expires_at", Value: bson.D{{Key: "$gt", Value: now}}}},
-		bson.D{{Key: "expires_at", Value: bson.D{{Key: "$exists", Value: false}}}},
-	}}}
-}
-
 // keysForTag returns the keys of the unexpired entries tagged tag.
 func (b *bucket) keysForTag(ctx context.Context, tag string) ([]string, error) {
 	h, err := b.handles(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("gridfs keys for tag: %w", err)
 	}
-	filter := append(bson.D{{Key: "tags", Value: tag}}, unexpired(time.Now())...)
-	cur, err := h.entries.Find(ctx, filter, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	keys, err := mongoconn.KeysForTag(ctx, h.entries, tag)
 	if err != nil {
-		return nil, fmt.Errorf("gridfs keys for tag: %w", err)
-	}
-	defer mongoconn.CloseCursor(ctx, cur)
-	var keys []string
-	for cur.Next(ctx) {
-		if k, ok := cur.Current.Lookup("_id").StringValueOK(); ok {
-			keys = append(keys, k)
-		}
-	}
-	if err := cur.Err(); err != nil {
 		return nil, fmt.Errorf("gridfs keys for tag: %w", err)
 	}
 	return keys, nil
@@ -190,7 +170,7 @@ func (b *bucket) get(ctx context.Context, key string) (*storage.Entry, error) {
 	now := time.Now()
 	var last bson.ObjectID
 	for attempt := 1; ; attempt++ {
-		filter := append(bson.D{{Key: "_id", Value: key}}, unexpired(now)...)
+		filter := append(bson.D{{Key: "_id", Value: key}}, mongoconn.Unexpired(now)...)
 		raw, err := h.entries.FindOne(ctx, filter, options.FindOne().SetProjection(bson.D{{Key: "file_id", Value: 1}})).Raw()
 		if errors.Is(err, mongo.ErrNoDocuments) {
 			return nil, storage.ErrNotFound
@@ -393,55 +373,16 @@ func (b *bucket) delete(ctx context.Context, key string) error {
 	return nil
 }
 
-// cbError carries an error returned by the List callback.
-type cbError struct{ err error }
-
-func (e cbError) Error() string { return e.err.Error() }
-
 func (b *bucket) list(ctx context.Context, prefix string, fn func(string, *storage.Entry) error) error {
 	h, err := b.handles(ctx)
 	if err != nil {
 		return fmt.Errorf("gridfs list: %w", err)
 	}
-	now := time.Now()
-	filter := unexpired(now)
-	if prefix != "" {
-		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$regex", Value: "^" + regexp.QuoteMeta(prefix)}}})
-	}
-	cur, err := h.entries.Find(ctx, filter, options.Find().SetProjection(bson.D{
-		{Key: "meta", Value: 1}, {Key: "body_size", Value: 1},
-	}))
-	if err != nil {
+	err = mongoconn.List(ctx, h.entries, prefix, fn)
+	if err != nil && !errors.As(err, new(mongoconn.CallbackError)) {
 		return fmt.Errorf("gridfs list: %w", err)
 	}
-	defer mongoconn.CloseCursor(ctx, cur)
-	for cur.Next(ctx) {
-		key, ok := cur.Current.Lookup("_id").StringValueOK()
-		if !ok {
-			continue
-		}
-		_, meta, ok := cur.Current.Lookup("meta").BinaryOK()
-		if !ok {
-			continue
-		}
-		e, err := storage.DecodeMeta(meta)
-		if err != nil || e.Expired(now) {
-			continue
-		}
-		if n, ok := cur.Current.Lookup("body_size").AsInt64OK(); ok {
-			e.BodySize = n
-		}
-		if err := fn(key, e); err != nil {
-			if errors.Is(err, storage.ErrStop) {
-				return nil
-			}
-			return cbError{err}
-		}
-	}
-	if err := cur.Err(); err != nil {
-		return fmt.Errorf("gridfs list: %w", err)
-	}
-	return nil
+	return err
 }
 
 func (b *bucket) stats(ctx context.Context) (storage.Stats, error) {
@@ -449,28 +390,8 @@ func (b *bucket) stats(ctx context.Context) (storage.Stats, error) {
 	if err != nil {
 		return storage.Stats{}, fmt.Errorf("gridfs stats: %w", err)
 	}
-	filter := unexpired(time.Now())
-	var s storage.Stats
-	if s.Entries, err = h.entries.CountDocuments(ctx, filter); err != nil {
-		return storage.Stats{}, fmt.Errorf("gridfs stats: %w", err)
-	}
-	// A constant group key and one accumulator: FerretDB sums to 0 with
-	// _id: null and computes only the first of several accumulators.
-	cur, err := h.entries.Aggregate(ctx, mongo.Pipeline{
-		{{Key: "$match", Value: filter}},
-		{{Key: "$group", Value: bson.D{
-			{Key: "_id", Value: "all"},
-			{Key: "bytes", Value: bson.D{{Key: "$sum", Value: "$size"}}},
-		}}},
-	})
+	s, err := mongoconn.Stats(ctx, h.entries)
 	if err != nil {
-		return storage.Stats{}, fmt.Errorf("gridfs stats: %w", err)
-	}
-	defer mongoconn.CloseCursor(ctx, cur)
-	if cur.Next(ctx) {
-		s.Bytes, _ = cur.Current.Lookup("bytes").AsInt64OK()
-	}
-	if err := cur.Err(); err != nil {
 		return storage.Stats{}, fmt.Errorf("gridfs stats: %w", err)
 	}
 	return s, nil

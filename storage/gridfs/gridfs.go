@@ -142,9 +142,9 @@ func (g *GridFS) Delete(ctx context.Context, key string) error {
 // meta field, never the files.
 func (g *GridFS) List(ctx context.Context, prefix string, fn func(string, *storage.Entry) error) error {
 	err := g.shared.list(ctx, prefix, fn)
-	var cb cbError
+	var cb mongoconn.CallbackError
 	if errors.As(err, &cb) {
-		return cb.err
+		return cb.Err
 	}
 	return g.shared.health.Observe(err)
 }

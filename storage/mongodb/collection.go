@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"sync/atomic"
 	"time"
 
@@ -162,30 +161,11 @@ func (c *collection) keysForTag(ctx context.Context, tag string) ([]string, erro
 	if err != nil {
 		return nil, fmt.Errorf("mongodb keys for tag: %w", err)
 	}
-	filter := append(bson.D{{Key: "tags", Value: tag}}, unexpired(time.Now())...)
-	cur, err := coll.Find(ctx, filter, options.Find().SetProjection(bson.D{{Key: "_id", Value: 1}}))
+	keys, err := mongoconn.KeysForTag(ctx, coll, tag)
 	if err != nil {
 		return nil, fmt.Errorf("mongodb keys for tag: %w", err)
 	}
-	defer mongoconn.CloseCursor(ctx, cur)
-	var keys []string
-	for cur.Next(ctx) {
-		if k, ok := cur.Current.Lookup("_id").StringValueOK(); ok {
-			keys = append(keys, k)
-		}
-	}
-	if err := cur.Err(); err != nil {
-		return nil, fmt.Errorf("mongodb keys for tag: %w", err)
-	}
 	return keys, nil
-}
-
-// unexpired matches documents that have not expired at now.
-func unexpired(now time.Time) bson.D {
-	return bson.D{{Key: "$or", Value: bson.A{
-		bson.D{{Key: "expires_at", Value: bson.D{{Key: "$gt", Value: now}}}},
-		bson.D{{Key: "expires_at", Value: bson.D{{Key: "$exists", Value: false}}}},
-	}}}
 }
 
 func (c *collection) get(ctx context.Context, key string) (*storage.Entry, error) {
@@ -200,7 +180,7 @@ func (c *collection) doGet(ctx context.Context, key string) (*storage.Entry, err
 		return nil, fmt.Errorf("mongodb get: %w", err)
 	}
 	now := time.Now()
-	filter := append(bson.D{{Key: "_id", Value: key}}, unexpired(now)...)
+	filter := append(bson.D{{Key: "_id", Value: key}}, mongoconn.Unexpired(now)...)
 	raw, err := coll.FindOne(ctx, filter, options.FindOne().SetProjection(bson.D{{Key: "data", Value: 1}})).Raw()
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return nil, storage.ErrNotFound
@@ -319,66 +299,23 @@ func (c *collection) doDelete(ctx context.Context, key string) error {
 
 func (c *collection) list(ctx context.Context, prefix string, fn func(string, *storage.Entry) error) error {
 	err := c.doList(ctx, prefix, fn)
-	if errors.Is(err, errCallback) {
-		return errors.Unwrap(err)
+	var cb mongoconn.CallbackError
+	if errors.As(err, &cb) {
+		return cb.Err
 	}
 	return c.health.Observe(err)
 }
-
-// errCallback wraps errors returned by the List callback, so they are told
-// apart from the server's.
-var errCallback = errors.New("list callback")
-
-type cbError struct{ err error }
-
-func (e cbError) Error() string        { return e.err.Error() }
-func (e cbError) Unwrap() error        { return e.err }
-func (e cbError) Is(target error) bool { return target == errCallback }
 
 func (c *collection) doList(ctx context.Context, prefix string, fn func(string, *storage.Entry) error) error {
 	coll, err := c.collection(ctx)
 	if err != nil {
 		return fmt.Errorf("mongodb list: %w", err)
 	}
-	now := time.Now()
-	filter := unexpired(now)
-	if prefix != "" {
-		filter = append(filter, bson.E{Key: "_id", Value: bson.D{{Key: "$regex", Value: "^" + regexp.QuoteMeta(prefix)}}})
-	}
-	cur, err := coll.Find(ctx, filter, options.Find().SetProjection(bson.D{
-		{Key: "meta", Value: 1}, {Key: "body_size", Value: 1},
-	}))
-	if err != nil {
+	err = mongoconn.List(ctx, coll, prefix, fn)
+	if err != nil && !errors.As(err, new(mongoconn.CallbackError)) {
 		return fmt.Errorf("mongodb list: %w", err)
 	}
-	defer mongoconn.CloseCursor(ctx, cur)
-	for cur.Next(ctx) {
-		key, ok := cur.Current.Lookup("_id").StringValueOK()
-		if !ok {
-			continue // not one of ours
-		}
-		_, meta, ok := cur.Current.Lookup("meta").BinaryOK()
-		if !ok {
-			continue
-		}
-		e, err := storage.DecodeMeta(meta)
-		if err != nil || e.Expired(now) {
-			continue // Get reports the corruption; the handler deletes it
-		}
-		if n, ok := cur.Current.Lookup("body_size").AsInt64OK(); ok {
-			e.BodySize = n
-		}
-		if err := fn(key, e); err != nil {
-			if errors.Is(err, storage.ErrStop) {
-				return nil
-			}
-			return cbError{err}
-		}
-	}
-	if err := cur.Err(); err != nil {
-		return fmt.Errorf("mongodb list: %w", err)
-	}
-	return nil
+	return err
 }
 
 func (c *collection) stats(ctx context.Context) (storage.Stats, error) {
@@ -392,29 +329,8 @@ func (c *collection) doStats(ctx context.Context) (storage.Stats, error) {
 	if err != nil {
 		return storage.Stats{}, fmt.Errorf("mongodb stats: %w", err)
 	}
-	// Two simple queries rather than one $group with two accumulators:
-	// FerretDB computes only the first accumulator of a $group.
-	filter := unexpired(time.Now())
-	var s storage.Stats
-	if s.Entries, err = coll.CountDocuments(ctx, filter); err != nil {
-		return storage.Stats{}, fmt.Errorf("mongodb stats: %w", err)
-	}
-	cur, err := coll.Aggregate(ctx, mongo.Pipeline{
-		{{Key: "$match", Value: filter}},
-		// A constant group key: FerretDB sums to 0 with _id: null.
-		{{Key: "$group", Value: bson.D{
-			{Key: "_id", Value: "all"},
-			{Key: "bytes", Value: bson.D{{Key: "$sum", Value: "$size"}}},
-		}}},
-	})
+	s, err := mongoconn.Stats(ctx, coll)
 	if err != nil {
-		return storage.Stats{}, fmt.Errorf("mongodb stats: %w", err)
-	}
-	defer mongoconn.CloseCursor(ctx, cur)
-	if cur.Next(ctx) {
-		s.Bytes, _ = cur.Current.Lookup("bytes").AsInt64OK()
-	}
-	if err := cur.Err(); err != nil {
 		return storage.Stats{}, fmt.Errorf("mongodb stats: %w", err)
 	}
 	return s, nil
