@@ -67,3 +67,44 @@ func (f *flight) wait(ctx context.Context, timeout time.Duration) bool {
 		return false
 	}
 }
+
+// passMemo remembers, for a short while, the keys whose last response could
+// not be stored (private, Set-Cookie, no-store, too large…), so that
+// concurrent misses for them go to the origin at once instead of queueing
+// behind a fetch whose response they could not use anyway (Varnish calls
+// this hit-for-miss). It is bounded: when full, it starts over.
+type passMemo struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+const (
+	passMemoTTL  = 30 * time.Second
+	passMemoSize = 10000
+)
+
+func (p *passMemo) add(key string, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil || len(p.m) >= passMemoSize {
+		p.m = make(map[string]time.Time)
+	}
+	p.m[key] = now.Add(passMemoTTL)
+}
+
+func (p *passMemo) remove(key string) {
+	p.mu.Lock()
+	delete(p.m, key)
+	p.mu.Unlock()
+}
+
+func (p *passMemo) has(key string, now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	until, ok := p.m[key]
+	if ok && !now.Before(until) {
+		delete(p.m, key)
+		return false
+	}
+	return ok
+}

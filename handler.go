@@ -295,6 +295,9 @@ func (x *exchange) coalescable() bool {
 	if x.h.LockTimeout <= 0 || x.reqCC.NoCache || x.reqCC.NoStore || x.reqCC.HasMaxAge {
 		return false
 	}
+	if x.h.uncacheable.has(x.key, x.now) {
+		return false // its last response could not be stored: no point waiting
+	}
 	return x.r.Header.Get("Range") == ""
 }
 
@@ -600,12 +603,15 @@ func (x *exchange) decide(status int, hdr http.Header) captureMode {
 	e, why := x.newEntry(status, hdr, now)
 	if e == nil {
 		detail = why
+		h.uncacheable.add(x.key, now)
 		return modePass
 	}
 	if n := contentLength(hdr); n > h.MaxEntrySize {
 		detail = "too large"
+		h.uncacheable.add(x.key, now)
 		return modePass
 	}
+	h.uncacheable.remove(x.key)
 	x.pending = e
 	stored = true
 	return modeTee

@@ -896,3 +896,47 @@ func TestInvalidExpiresIsStale(t *testing.T) {
 	env.get("/")
 	wantBody(t, env.get("/"), "body-2")
 }
+
+// After a response that cannot be stored, concurrent misses for the URL go
+// to the origin together instead of queueing behind one another.
+func TestUncacheableURLNotCoalesced(t *testing.T) {
+	const clients = 10
+	var atOrigin atomic.Int64
+	release := make(chan struct{})
+	env := newEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		if n > 1 {
+			atOrigin.Add(1)
+			<-release
+		}
+		w.Header().Set("Cache-Control", "private, max-age=60")
+		fmt.Fprintf(w, "for-%s", r.Header.Get("X-Client"))
+		return nil
+	})
+	wantBody(t, env.get("/u", "X-Client", "first"), "for-first")
+	var wg sync.WaitGroup
+	bodies := make([]string, clients)
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			bodies[i] = env.get("/u", "X-Client", fmt.Sprint(i)).body
+		}(i)
+	}
+	// all of them reach the origin at once (bounded wait: with coalescing
+	// only one would, until lock_timeout)
+	deadline := time.Now().Add(5 * time.Second)
+	for atOrigin.Load() < clients && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	got := atOrigin.Load()
+	close(release)
+	wg.Wait()
+	if got != clients {
+		t.Fatalf("%d of %d concurrent requests for an uncacheable URL reached the origin together", got, clients)
+	}
+	for i, b := range bodies {
+		if want := fmt.Sprintf("for-%d", i); b != want {
+			t.Fatalf("client %d got %q", i, b)
+		}
+	}
+}

@@ -189,6 +189,7 @@ type Handler struct {
 	allowGET    bool
 	allowHEAD   bool
 	flights     *flightGroup
+	uncacheable *passMemo
 	storeDown   *atomic.Bool
 	now         func() time.Time
 	ops         *ops // registry name, metrics, tags, purge (registry.go)
@@ -229,6 +230,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.now = time.Now
 	h.flights = new(flightGroup)
+	h.uncacheable = new(passMemo)
 	h.storeDown = new(atomic.Bool)
 	if err := h.applyDefaults(); err != nil {
 		return err
