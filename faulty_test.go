@@ -8,6 +8,9 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddycache/caddy-cache/storage"
 )
@@ -68,6 +71,42 @@ func TestDeadStoreGoesToOrigin(t *testing.T) {
 			// unsafe methods still succeed
 			if r := env.do(http.MethodPost, "/"); r.status != http.StatusOK {
 				t.Fatalf("POST status %d", r.status)
+			}
+		})
+	}
+}
+
+func init() {
+	caddy.RegisterModule(new(quietFaultyStore))
+}
+
+// quietFaultyStore fails like faultyStore and says it logs its own outages.
+type quietFaultyStore struct{ faultyStore }
+
+func (*quietFaultyStore) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "http.handlers.cache.storage.faultyquiet", New: func() caddy.Module { return new(quietFaultyStore) }}
+}
+
+func (*quietFaultyStore) LogsHealth() bool { return true }
+
+// An outage is logged once: by the handler for stores that do not log
+// their own health, not at all by the handler for those that do.
+func TestOutageLoggedOnce(t *testing.T) {
+	for _, tc := range []struct {
+		backend string
+		warns   int
+	}{{"faulty", 1}, {"faultyquiet", 0}} {
+		t.Run(tc.backend, func(t *testing.T) {
+			env := newEnv(t, `{"storage": {"backend": "`+tc.backend+`"}, "storage_timeout": "50ms"}`, fixed("Cache-Control", "max-age=60"))
+			core, logs := observer.New(zapcore.InfoLevel)
+			env.h.logger = zap.New(core)
+			for i := 0; i < 5; i++ {
+				if r := env.get("/"); r.status != http.StatusOK {
+					t.Fatalf("status %d", r.status)
+				}
+			}
+			if n := logs.FilterLevelExact(zapcore.WarnLevel).Len(); n != tc.warns {
+				t.Fatalf("%d Warn lines for one outage, want %d: %v", n, tc.warns, logs.All())
 			}
 		})
 	}

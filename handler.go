@@ -992,12 +992,12 @@ func (h *Handler) storeFailed(op string, err error) {
 	if !h.storeDown.Load() {
 		storeStateMu.Lock()
 		changed := h.storeDown.CompareAndSwap(false, true)
-		if changed {
+		if changed && !h.quietStorage {
 			h.logger.Warn("cache storage failing; requests go to the origin until it recovers",
 				zap.String("backend", h.backendName), zap.String("op", op), zap.Error(err))
 		}
 		storeStateMu.Unlock()
-		if changed {
+		if changed && !h.quietStorage {
 			return
 		}
 	}
@@ -1009,7 +1009,7 @@ func (h *Handler) storeFailed(op string, err error) {
 func (h *Handler) storeUp() {
 	if h.storeDown.Load() {
 		storeStateMu.Lock()
-		if h.storeDown.CompareAndSwap(true, false) {
+		if h.storeDown.CompareAndSwap(true, false) && !h.quietStorage {
 			h.logger.Info("cache storage recovered", zap.String("backend", h.backendName))
 		}
 		storeStateMu.Unlock()

@@ -175,24 +175,25 @@ type Handler struct {
 	// purge their URL. Off unless set; see PurgeConfig for the risk.
 	Purge *PurgeConfig `json:"purge,omitempty"`
 
-	store       storage.Store
-	lister      storage.Lister
-	backendName string
-	isMemory    bool
-	hot         *memory.Memory // hot tier in front of a non-memory store, or nil
-	prepKey     string         // see preparedKey
-	logger      *zap.Logger
-	cacheable   func(int) bool
-	ignoreCC    bool
-	targets     []string
-	surrogate   bool
-	allowGET    bool
-	allowHEAD   bool
-	flights     *flightGroup
-	uncacheable *passMemo
-	storeDown   *atomic.Bool
-	now         func() time.Time
-	ops         *ops // registry name, metrics, tags, purge (registry.go)
+	store        storage.Store
+	lister       storage.Lister
+	backendName  string
+	isMemory     bool
+	hot          *memory.Memory // hot tier in front of a non-memory store, or nil
+	prepKey      string         // see preparedKey
+	logger       *zap.Logger
+	cacheable    func(int) bool
+	ignoreCC     bool
+	targets      []string
+	surrogate    bool
+	allowGET     bool
+	allowHEAD    bool
+	flights      *flightGroup
+	uncacheable  *passMemo
+	quietStorage bool // the store logs its own outages (storage.HealthLogger)
+	storeDown    *atomic.Bool
+	now          func() time.Time
+	ops          *ops // registry name, metrics, tags, purge (registry.go)
 }
 
 // TTLRule is one per-URL lifetime rule.
@@ -256,6 +257,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.backendName = strings.TrimPrefix(string(info.CaddyModule().ID), "http.handlers.cache.storage.")
 	}
 	_, h.isMemory = mod.(*memory.Memory)
+	if hl, ok := mod.(storage.HealthLogger); ok && hl.LogsHealth() {
+		h.quietStorage = true
+	}
 	h.store = st
 	if !h.isMemory && h.Memory >= 0 {
 		if err := h.provisionHotTier(ctx); err != nil {

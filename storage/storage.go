@@ -192,3 +192,11 @@ func (e *Entry) Meta() *Entry {
 	m.Body = nil
 	return &m
 }
+
+// HealthLogger is implemented by stores that log their own availability:
+// one Warn when their server stops answering, one Info when it is back. The
+// handler then logs storage failures at Debug level only, so that an outage
+// is announced once, by the part that knows the server.
+type HealthLogger interface {
+	LogsHealth() bool
+}

@@ -272,6 +272,10 @@ func (d *DynamoDB) Cleanup() error {
 	return err
 }
 
+// LogsHealth implements storage.HealthLogger: this store logs one Warn when
+// its server stops answering and one Info when it is back.
+func (d *DynamoDB) LogsHealth() bool { return true }
+
 // Get implements storage.Store.
 func (d *DynamoDB) Get(ctx context.Context, key string) (*storage.Entry, error) {
 	e, err := d.get(ctx, key)

@@ -120,6 +120,10 @@ func (g *GridFS) Cleanup() error {
 	return mongoconn.Drop(pool, &g.poolKey)
 }
 
+// LogsHealth implements storage.HealthLogger: this store logs one Warn when
+// its server stops answering and one Info when it is back.
+func (g *GridFS) LogsHealth() bool { return true }
+
 // Get implements storage.Store.
 func (g *GridFS) Get(ctx context.Context, key string) (*storage.Entry, error) {
 	e, err := g.shared.get(ctx, key)

@@ -120,6 +120,10 @@ func (m *MongoDB) Cleanup() error {
 	return mongoconn.Drop(pool, &m.poolKey)
 }
 
+// LogsHealth implements storage.HealthLogger: this store logs one Warn when
+// its server stops answering and one Info when it is back.
+func (m *MongoDB) LogsHealth() bool { return true }
+
 // Get implements storage.Store.
 func (m *MongoDB) Get(ctx context.Context, key string) (*storage.Entry, error) {
 	return m.shared.get(ctx, key)

@@ -22,6 +22,10 @@ const scanCount = 500
 const fetchBatchBytes = 8 << 20
 
 // Get implements storage.Store with one GET.
+// LogsHealth implements storage.HealthLogger: this store logs one Warn when
+// its server stops answering and one Info when it is back.
+func (r *Redis) LogsHealth() bool { return true }
+
 func (r *Redis) Get(ctx context.Context, key string) (*storage.Entry, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
