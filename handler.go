@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -304,31 +305,13 @@ func (x *exchange) coalescable() bool {
 // lookup finds the stored response for the request, following the Vary
 // index when there is one.
 func (x *exchange) lookup(ctx context.Context) {
-	h := x.h
 	x.stored, x.storedKey = nil, ""
-	e, err := h.get(ctx, x.key)
-	if err != nil {
-		x.fwd = "uri-miss"
-		if !errors.Is(err, storage.ErrNotFound) {
+	e, key, fwd, err := x.find(ctx, false)
+	if e == nil {
+		x.fwd = fwd
+		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			x.fwd, x.detail = "miss", "storage-error"
 		}
-		return
-	}
-	key := x.key
-	if e.Kind == storage.KindVary {
-		vk := variantLookupKey(x.key, e.Vary, x.r)
-		e, err = h.get(ctx, vk)
-		if err != nil {
-			x.fwd = "vary-miss"
-			if !errors.Is(err, storage.ErrNotFound) {
-				x.fwd, x.detail = "miss", "storage-error"
-			}
-			return
-		}
-		key = vk
-	}
-	if e.Kind != storage.KindResponse || !varyMatches(e, x.r) {
-		x.fwd = "vary-miss"
 		return
 	}
 	x.stored, x.storedKey = e, key
@@ -337,24 +320,40 @@ func (x *exchange) lookup(ctx context.Context) {
 // lookupHot finds the stored response in the hot tier alone, without the
 // storage timeout's timer: the common hit never touches the main store.
 func (x *exchange) lookupHot() bool {
-	ctx, hot := x.r.Context(), x.h.hot
-	e, err := hot.Get(ctx, x.key)
-	if err != nil {
-		return false
-	}
-	key := x.key
-	if e.Kind == storage.KindVary {
-		vk := variantLookupKey(x.key, e.Vary, x.r)
-		if e, err = hot.Get(ctx, vk); err != nil {
-			return false
-		}
-		key = vk
-	}
-	if e.Kind != storage.KindResponse || !varyMatches(e, x.r) || e.Expired(x.now) {
+	e, key, _, _ := x.find(x.r.Context(), true)
+	if e == nil || e.Expired(x.now) {
 		return false
 	}
 	x.stored, x.storedKey = e, key
 	return true
+}
+
+// find reads the request's primary key and, when it holds a Vary index, the
+// variant the request selects, from the hot tier alone or through h.get. It
+// returns the usable response and its key, or nil with the RFC 9211 fwd
+// reason (uri-miss, vary-miss) and the storage error, if any.
+func (x *exchange) find(ctx context.Context, hotOnly bool) (*storage.Entry, string, string, error) {
+	get := func(key string) (*storage.Entry, error) {
+		if hotOnly {
+			return x.h.hot.Get(ctx, key)
+		}
+		return x.h.get(ctx, key)
+	}
+	e, err := get(x.key)
+	if err != nil {
+		return nil, "", "uri-miss", err
+	}
+	key := x.key
+	if e.Kind == storage.KindVary {
+		key = variantLookupKey(x.key, e.Vary, x.r)
+		if e, err = get(key); err != nil {
+			return nil, "", "vary-miss", err
+		}
+	}
+	if e.Kind != storage.KindResponse || !varyMatches(e, x.r) {
+		return nil, "", "vary-miss", nil
+	}
+	return e, key, "", nil
 }
 
 // currentAge is the current_age of RFC 9111 §4.2.3.
@@ -429,23 +428,6 @@ func keepOn304(k string) bool {
 
 func bodyAllowed(status int) bool {
 	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
-}
-
-// copyHeaderShared copies stored fields into dst with one allocation for all
-// value slices, so later handlers can modify the response header in place
-// without touching the stored entry.
-func copyHeaderShared(dst, src http.Header) {
-	n := 0
-	for _, vs := range src {
-		n += len(vs)
-	}
-	buf := make([]string, n)
-	i := 0
-	for k, vs := range src {
-		j := i + copy(buf[i:], vs)
-		dst[k] = buf[i:j:j]
-		i = j
-	}
 }
 
 func (x *exchange) gatewayTimeout() error {
@@ -775,7 +757,7 @@ func (h *Handler) updateVaryIndex(ctx context.Context, key string, e *storage.En
 	}
 	defer unlock()
 	idx := &storage.Entry{Kind: storage.KindVary, URL: e.URL, Vary: e.Vary, Expires: e.Expires, Header: http.Header{}}
-	if old, err := h.get(ctx, key); err == nil && old.Kind == storage.KindVary && equalStrings(old.Vary, e.Vary) {
+	if old, err := h.get(ctx, key); err == nil && old.Kind == storage.KindVary && slices.Equal(old.Vary, e.Vary) {
 		for _, v := range old.Variants {
 			if v != vk {
 				idx.Variants = append(idx.Variants, v)
@@ -791,18 +773,6 @@ func (h *Handler) updateVaryIndex(ctx context.Context, key string, e *storage.En
 		idx.Variants = idx.Variants[1:]
 	}
 	_ = h.put(ctx, key, idx)
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // freshen handles a 304 to our revalidation: the stored header is updated
