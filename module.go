@@ -95,6 +95,13 @@ type Handler struct {
 	// Set-Cookie are still honoured, so private data is never shared.
 	CacheControl string `json:"cache_control,omitempty"`
 
+	// RequestCacheControl is "respect" (default) or "ignore". With
+	// "ignore", the request's Cache-Control and Pragma are disregarded
+	// (no-cache, max-age, min-fresh, max-stale, no-store, only-if-cached),
+	// so that clients cannot force origin fetches or skip the cache; the
+	// cache then answers as if every request carried none of them.
+	RequestCacheControl string `json:"request_cache_control,omitempty"`
+
 	// Methods lists the request methods served from the cache: GET and/or
 	// HEAD (HEAD is answered from a stored GET). Default: both.
 	Methods []string `json:"methods,omitempty"`
@@ -212,10 +219,21 @@ type TTLRule struct {
 // KeyConfig changes the cache key.
 type KeyConfig struct {
 	// IgnoreQuery lists query parameters left out of the key, by name or
-	// glob (e.g. "utm_*", "fbclid").
+	// glob (e.g. "utm_*", "fbclid"), matched against the percent-decoded
+	// name. Parameters are split at both '&' and ';'.
 	IgnoreQuery []string `json:"ignore_query,omitempty"`
 	// Headers lists request headers whose values are added to the key.
 	Headers []string `json:"headers,omitempty"`
+	// Cookies lists request cookies, by name, whose values are added to
+	// the key (e.g. "lang", "currency"). A request without the cookie gets
+	// the key of an empty value.
+	Cookies []string `json:"cookies,omitempty"`
+	// Template replaces the URL part of the key with the expansion of a
+	// string of placeholders, e.g.
+	// "{http.request.host}{http.request.uri.path}{http.request.cookie.lang}".
+	// The handler's scope still prefixes it, and Headers and Cookies are
+	// still added. Purge by url expands it for a plain GET of that URL.
+	Template string `json:"template,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
