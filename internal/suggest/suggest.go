@@ -12,17 +12,21 @@ import (
 )
 
 // Suggest returns the word in known closest to word, or "" when none is
-// close: at most two edits away (an adjacent swap counts as one edit) and
-// fewer edits than the shorter of the two has letters, or a known word of three letters or more that
-// word starts or ends with ("storage_backend" → "storage"). Case is
-// ignored. Ties go to the word listed first in known.
+// close. Close means, in this order of preference: at most two edits away
+// (an adjacent swap counts as one edit) and fewer edits than the shorter
+// of the two has letters; a known word of three letters or more that word
+// starts or ends with ("storage_backend" → "storage"); the only known word
+// that starts or ends with word, when word has four letters or more
+// ("size" → "max_size", but "timeout" matches two options and gets no
+// hint). Case is ignored. Ties go to the word listed first in known.
 func Suggest(word string, known []string) string {
 	w := strings.ToLower(word)
 	best, bestDist := "", math.MaxInt
+	var within []string // known words that contain word at one end
 	for _, k := range known {
 		kl := strings.ToLower(k)
 		if kl == w {
-			continue // not a typo of itself
+			return "" // not a typo at all
 		}
 		d := distance(w, kl)
 		ok := d <= 2 && d < min(len(w), len(kl))
@@ -32,6 +36,12 @@ func Suggest(word string, known []string) string {
 		if ok && d < bestDist {
 			best, bestDist = k, d
 		}
+		if len(w) >= 4 && (strings.HasPrefix(kl, w) || strings.HasSuffix(kl, w)) {
+			within = append(within, k)
+		}
+	}
+	if best == "" && len(within) == 1 {
+		best = within[0]
 	}
 	return best
 }

@@ -11,10 +11,14 @@ func TestSuggest(t *testing.T) {
 		{"storag", "storage"},
 		{"sotrage", "storage"}, // adjacent swap: one edit
 		{"Storage", ""},        // the word itself, whatever the case, is no typo
+		{"stor", ""},           // starts storage and storage_timeout: no hint
 		{"STORAG", "storage"},
 		{"tll", "ttl"},
 		{"memroy", "memory"},
-		{"max_entry", ""},                         // prefix of a known word: not suggested
+		{"max_entry", "max_entry_size"},           // the only known word it starts
+		{"timeout", ""},                           // ends two known words: no hint
+		{"size", "max_entry_size"},                // ends only one
+		{"ize", ""},                               // too short to be a fragment
 		{"storage_backend", "storage"},            // known word as a prefix
 		{"disk_max_entry_size", "max_entry_size"}, // known word as a suffix
 		{"request_cachecontrol", "request_cache_control"},

@@ -171,6 +171,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{in: "dynamodb {\n access_key_id x\n}", wantErr: "must be set together"},
 		{in: "dynamodb x", wantErr: `table "x"`},
 		{in: "dynamodb {\n bucket b\n}", wantErr: `unrecognized dynamodb storage option "bucket"`},
+		{in: "dynamodb {\n regoin eu-west-1\n}", wantErr: `unrecognized dynamodb storage option "regoin" (did you mean "region"?)`},
 	} {
 		var got DynamoDB
 		err := got.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.in))
@@ -186,6 +187,17 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		}
 		if !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%q: got %+v, want %+v", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestOptionsKnown keeps the typo hints' list in step with the parser.
+func TestOptionsKnown(t *testing.T) {
+	for _, opt := range options {
+		var d DynamoDB
+		err := d.UnmarshalCaddyfile(caddyfile.NewTestDispenser("dynamodb {\n" + opt + "\n}"))
+		if err != nil && strings.Contains(err.Error(), "unrecognized") {
+			t.Errorf("option %q listed for hints but not parsed: %v", opt, err)
 		}
 	}
 }

@@ -395,7 +395,7 @@ func (d *DynamoDB) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 				}
 			}
 		default:
-			err = disp.Errf("unrecognized dynamodb storage option %q", disp.Val())
+			err = caddyopt.Unknown(disp, "dynamodb storage", opt, options)
 		}
 		if err != nil {
 			return err
@@ -409,6 +409,10 @@ func (d *DynamoDB) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 	}
 	return nil
 }
+
+// options are the block's option names, for typo hints.
+var options = []string{"table", "namespace", "region", "endpoint", "create_table", "access_key_id",
+	"secret_access_key", "consistent_reads", "compression"}
 
 // Interface guards.
 var (

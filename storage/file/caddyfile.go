@@ -45,7 +45,7 @@ func (f *File) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				f.Fsync = *fsync
 			}
 		default:
-			err = d.Errf("unrecognized file storage option %q", opt)
+			err = caddyopt.Unknown(d, "file storage", opt, options)
 		}
 		if err != nil {
 			return err
@@ -53,3 +53,6 @@ func (f *File) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	return nil
 }
+
+// options are the block's option names, for typo hints.
+var options = []string{"path", "max_size", "sweep_interval", "compression", "fsync"}

@@ -46,6 +46,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		want  string
 	}{
 		{"file {\n shards 3\n}", `unrecognized file storage option "shards"`},
+		{"file {\n compresion off\n}", `unrecognized file storage option "compresion" (did you mean "compression"?)`},
+		{"file {\n sweep_interval 1 hour\n}", `sweep_interval "1 hour": a duration has no space; write 1h`},
 		{"file {\n max_size huge\n}", `max_size "huge"`},
 		{"file {\n max_size 1GB\n max_size 1GB\n}", "max_size specified more than once"},
 		{"file {\n max_size\n}", "max_size takes exactly one argument"},
@@ -67,6 +69,17 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "Testfile:") {
 			t.Errorf("%q: error %q, want one containing %q and the file and line", tc.input, err, tc.want)
+		}
+	}
+}
+
+// TestOptionsKnown keeps the typo hints' list in step with the parser.
+func TestOptionsKnown(t *testing.T) {
+	for _, opt := range options {
+		var f File
+		err := f.UnmarshalCaddyfile(caddyfile.NewTestDispenser("file {\n" + opt + "\n}"))
+		if err != nil && strings.Contains(err.Error(), "unrecognized") {
+			t.Errorf("option %q listed for hints but not parsed: %v", opt, err)
 		}
 	}
 }

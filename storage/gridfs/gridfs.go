@@ -201,7 +201,7 @@ func (g *GridFS) deleteExpired(ctx context.Context) (int, error) {
 //
 // The uri may be given on the first line or in the block, not both.
 func (g *GridFS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return mongoconn.ParseCaddyfile(d, &g.Config, "gridfs", func(opt string) (bool, error) {
+	return mongoconn.ParseCaddyfile(d, &g.Config, "gridfs", []string{"bucket"}, func(opt string) (bool, error) {
 		if opt != "bucket" {
 			return false, nil
 		}

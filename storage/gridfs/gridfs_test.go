@@ -355,6 +355,17 @@ func TestProvisionErrors(t *testing.T) {
 	}
 }
 
+// TestOptionsKnown keeps the typo hints' list in step with the parser.
+func TestOptionsKnown(t *testing.T) {
+	for _, opt := range append(mongoconn.Options, "bucket") {
+		var g GridFS
+		err := g.UnmarshalCaddyfile(caddyfile.NewTestDispenser("gridfs {\n" + opt + "\n}"))
+		if err != nil && strings.Contains(err.Error(), "unrecognized") {
+			t.Errorf("option %q listed for hints but not parsed: %v", opt, err)
+		}
+	}
+}
+
 func TestUnmarshalCaddyfile(t *testing.T) {
 	for _, tc := range []struct {
 		in      string
@@ -372,6 +383,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{in: "gridfs mongodb://h/ {\n bucket system.x\n}", wantErr: `bucket "system.x"`},
 		{in: "gridfs mongodb://h/ {\n sweep_interval -1s\n}", wantErr: "sweep_interval"},
 		{in: "gridfs mongodb://h/ {\n collection c\n}", wantErr: `unrecognized gridfs storage option "collection"`},
+		{in: "gridfs mongodb://h/ {\n buckte c\n}", wantErr: `unrecognized gridfs storage option "buckte" (did you mean "bucket"?)`},
 	} {
 		var got GridFS
 		err := got.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.in))

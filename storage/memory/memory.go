@@ -16,7 +16,9 @@ import (
 	"github.com/maypok86/otter/v2"
 	"go.uber.org/zap"
 
+	"github.com/caddycache/caddy-cache/internal/suggest"
 	"github.com/caddycache/caddy-cache/storage"
+	"github.com/caddycache/caddy-cache/storage/internal/caddyopt"
 )
 
 func init() {
@@ -137,16 +139,13 @@ func (m *Memory) Shared() *Cache { return m.cache }
 //	}
 func (m *Memory) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // backend name
-	if d.NextArg() {
-		if err := parseSize(d, &m.MaxSize); err != nil {
+	if args := d.RemainingArgs(); len(args) > 0 {
+		if err := parseSize(d, args, &m.MaxSize); err != nil {
 			return err
-		}
-		if d.NextArg() {
-			return d.ArgErr()
 		}
 	}
 	for d.NextBlock(0) {
-		switch d.Val() {
+		switch opt := d.Val(); opt {
 		case "name":
 			if m.Name != "" {
 				return d.Errf("name specified more than once")
@@ -158,30 +157,36 @@ func (m *Memory) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if m.MaxSize != 0 {
 				return d.Errf("max_size specified more than once")
 			}
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			if err := parseSize(d, &m.MaxSize); err != nil {
+			if err := parseSize(d, d.RemainingArgs(), &m.MaxSize); err != nil {
 				return err
 			}
-			if d.NextArg() {
-				return d.ArgErr()
-			}
 		default:
-			return d.Errf("unrecognized memory storage option %q", d.Val())
+			return caddyopt.Unknown(d, "memory storage", opt, options)
 		}
 	}
 	return nil
 }
 
-func parseSize(d *caddyfile.Dispenser, dst *int64) error {
-	raw := d.Val()
-	n, err := humanize.ParseBytes(raw)
-	if err != nil || n > math.MaxInt64 || n == 0 {
-		if err == nil {
-			err = fmt.Errorf("must be a positive size")
+// options are the block's option names, for typo hints.
+var options = []string{"name", "max_size"}
+
+// parseSize reads the max size from args, which must be one positive size.
+func parseSize(d *caddyfile.Dispenser, args []string, dst *int64) error {
+	if len(args) != 1 {
+		if suggest.Size(args) != "" { // "1 GB"
+			return d.Errf("max_size %s", suggest.BadSize(args))
 		}
-		return d.Errf("max_size %q: %v", raw, err)
+		return d.ArgErr()
+	}
+	raw := args[0]
+	n, err := humanize.ParseBytes(raw)
+	switch {
+	case err != nil:
+		return d.Errf("max_size %s", suggest.BadSize(args))
+	case n == 0:
+		return d.Errf("max_size %q: must be a positive size", raw)
+	case n > math.MaxInt64:
+		return d.Errf("max_size %q: too large", raw)
 	}
 	*dst = int64(n)
 	return nil

@@ -43,6 +43,9 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		{in: "mongodb mongodb://h/ {\n sweep_interval 0s\n}", wantErr: `sweep_interval "0s": must be positive`},
 		{in: "mongodb mongodb://h/ {\n compression brotli\n}", wantErr: "compression"},
 		{in: "mongodb mongodb://h/ {\n bucket x\n}", wantErr: `unrecognized mongodb storage option "bucket"`},
+		{in: "mongodb mongodb://h/ {\n colection x\n}", wantErr: `unrecognized mongodb storage option "colection" (did you mean "collection"?)`},
+		{in: "mongodb mongodb://h/ {\n databse x\n}", wantErr: `unrecognized mongodb storage option "databse" (did you mean "database"?)`},
+		{in: "mongodb mongodb://h/ {\n connect_timeout 5 s\n}", wantErr: `connect_timeout "5 s": a duration has no space; write 5s`},
 	} {
 		var got MongoDB
 		err := got.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.in))
@@ -88,5 +91,16 @@ func TestJSONFields(t *testing.T) {
 	}
 	if len(fields) != 6 || fields["collection"] != "c" || fields["uri"] != "mongodb://h/" {
 		t.Fatalf("encoded %s, want the six fields flat", out)
+	}
+}
+
+// TestOptionsKnown keeps the typo hints' list in step with the parser.
+func TestOptionsKnown(t *testing.T) {
+	for _, opt := range append(mongoconn.Options, "collection") {
+		var m MongoDB
+		err := m.UnmarshalCaddyfile(caddyfile.NewTestDispenser("mongodb {\n" + opt + "\n}"))
+		if err != nil && strings.Contains(err.Error(), "unrecognized") {
+			t.Errorf("option %q listed for hints but not parsed: %v", opt, err)
+		}
 	}
 }

@@ -185,7 +185,7 @@ func (m *MongoDB) DeleteExpired(ctx context.Context) (int64, error) {
 //
 // The uri may be given on the first line or in the block, not both.
 func (m *MongoDB) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	return mongoconn.ParseCaddyfile(d, &m.Config, "mongodb", func(opt string) (bool, error) {
+	return mongoconn.ParseCaddyfile(d, &m.Config, "mongodb", []string{"collection"}, func(opt string) (bool, error) {
 		if opt != "collection" {
 			return false, nil
 		}

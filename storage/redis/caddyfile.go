@@ -1,7 +1,6 @@
 package redis
 
 import (
-	"errors"
 	"math"
 	"strconv"
 	"strings"
@@ -9,6 +8,17 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/dustin/go-humanize"
+
+	"github.com/caddycache/caddy-cache/internal/suggest"
+	"github.com/caddycache/caddy-cache/storage/internal/caddyopt"
+)
+
+// options and tlsOptions are the block's option names, for typo hints.
+var (
+	options = []string{"url", "addresses", "username", "password", "db", "tls", "sentinel_master",
+		"sentinel_password", "cluster", "namespace", "pool_size", "min_idle_conns", "dial_timeout",
+		"read_timeout", "write_timeout", "stale_grace", "max_entry_size", "compression"}
+	tlsOptions = []string{"insecure_skip_verify", "server_name", "ca_file"}
 )
 
 // UnmarshalCaddyfile sets up the store from Caddyfile tokens:
@@ -111,7 +121,7 @@ func (r *Redis) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("compression %q: want zstd or off", r.Compression)
 			}
 		default:
-			return d.Errf("unrecognized redis storage option %q", opt)
+			return caddyopt.Unknown(d, "redis storage", opt, options)
 		}
 		if err != nil {
 			return err
@@ -160,7 +170,7 @@ func (r *Redis) parseTLS(d *caddyfile.Dispenser) error {
 		case "ca_file":
 			err = oneArg(d, &r.TLS.CAFile)
 		default:
-			return d.Errf("unrecognized redis storage tls option %q", opt)
+			return caddyopt.Unknown(d, "redis storage tls", opt, tlsOptions)
 		}
 		if err != nil {
 			return err
@@ -226,13 +236,17 @@ func boolArg(d *caddyfile.Dispenser, dst *bool) error {
 
 func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 	opt := d.Val()
-	var raw string
-	if !d.AllArgs(&raw) {
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		if suggest.Duration(args) != "" { // "5 min"
+			return d.Errf("%s %s", opt, suggest.BadDuration(args))
+		}
 		return d.ArgErr()
 	}
+	raw := args[0]
 	v, err := caddy.ParseDuration(raw)
 	if err != nil {
-		return d.Errf("%s %q: %v", opt, raw, err)
+		return d.Errf("%s %s", opt, suggest.BadDuration(args))
 	}
 	if v < 0 {
 		return d.Errf("%s %q: must not be negative", opt, raw)
@@ -243,22 +257,26 @@ func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 
 func sizeArg(d *caddyfile.Dispenser, dst *int64) error {
 	opt := d.Val()
-	var raw string
-	if !d.AllArgs(&raw) {
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		if suggest.Size(args) != "" { // "10 MB"
+			return d.Errf("%s %s", opt, suggest.BadSize(args))
+		}
 		return d.ArgErr()
 	}
+	raw := args[0]
 	n, err := humanize.ParseBytes(raw)
-	if err != nil || n == 0 || n > math.MaxInt64 {
-		if err == nil {
-			err = errPositiveSize
-		}
-		return d.Errf("%s %q: %v", opt, raw, err)
+	switch {
+	case err != nil:
+		return d.Errf("%s %s", opt, suggest.BadSize(args))
+	case n == 0:
+		return d.Errf("%s %q: must be a positive size", opt, raw)
+	case n > math.MaxInt64:
+		return d.Errf("%s %q: too large", opt, raw)
 	}
 	*dst = int64(n)
 	return nil
 }
-
-var errPositiveSize = errors.New("must be a positive size")
 
 // Interface guard.
 var _ caddyfile.Unmarshaler = (*Redis)(nil)

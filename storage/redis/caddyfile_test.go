@@ -75,6 +75,11 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		name, input, want string
 	}{
 		{"unknown option", "redis {\n hostname x\n}", `unrecognized redis storage option "hostname"`},
+		{"typo", "redis {\n pasword x\n}", `unrecognized redis storage option "pasword" (did you mean "password"?)`},
+		{"tls typo", "redis {\n tls {\n ca_fiel x\n }\n}", `unrecognized redis storage tls option "ca_fiel" (did you mean "ca_file"?)`},
+		{"duration with a space", "redis {\n dial_timeout 2 sec\n}", `dial_timeout "2 sec": a duration has no space; write 2s`},
+		{"size with a space", "redis {\n max_entry_size 32 MiB\n}", `max_entry_size "32 MiB": a size has no space; write 32MiB`},
+		{"size not leaking humanize", "redis {\n max_entry_size 1.2.3\n}", `max_entry_size "1.2.3": want a size such as 16MiB, 512KB or 1048576`},
 		{"bad duration", "redis {\n dial_timeout soon\n}", `dial_timeout "soon"`},
 		{"negative duration", "redis {\n stale_grace -1s\n}", `stale_grace "-1s": must not be negative`},
 		{"repeated option", "redis {\n namespace a\n namespace b\n}", "namespace specified more than once"},
@@ -109,6 +114,27 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOptionsKnown keeps the typo hints' lists in step with the parser.
+func TestOptionsKnown(t *testing.T) {
+	for _, in := range append(
+		mapStrings(options, func(o string) string { return "redis {\n" + o + "\n}" }),
+		mapStrings(tlsOptions, func(o string) string { return "redis {\n tls {\n" + o + "\n}\n}" })...) {
+		var r Redis
+		err := r.UnmarshalCaddyfile(caddyfile.NewTestDispenser(in))
+		if err != nil && strings.Contains(err.Error(), "unrecognized") {
+			t.Errorf("%q: option listed for hints but not parsed: %v", in, err)
+		}
+	}
+}
+
+func mapStrings(in []string, f func(string) string) []string {
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = f(s)
+	}
+	return out
 }
 
 func TestTLSConfigJSON(t *testing.T) {

@@ -56,7 +56,7 @@ func (s *SQLite) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				err = d.Errf("compression %q: want zstd or off", s.Compression)
 			}
 		default:
-			err = d.Errf("unrecognized sqlite storage option %q", opt)
+			err = caddyopt.Unknown(d, "sqlite storage", opt, options)
 		}
 		if err != nil {
 			return err
@@ -64,3 +64,6 @@ func (s *SQLite) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	return nil
 }
+
+// options are the block's option names, for typo hints.
+var options = []string{"path", "busy_timeout", "wal", "synchronous", "max_size", "sweep_interval", "compression"}

@@ -53,6 +53,9 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		want  string
 	}{
 		{"sqlite {\n frobnicate 1\n}", `unrecognized sqlite storage option "frobnicate"`},
+		{"sqlite {\n max_sise 1GB\n}", `unrecognized sqlite storage option "max_sise" (did you mean "max_size"?)`},
+		{"sqlite {\n sweep_interval 5 min\n}", `sweep_interval "5 min": a duration has no space; write 5m`},
+		{"sqlite {\n max_size 1 GB\n}", `max_size "1 GB": a size has no space; write 1GB`},
 		{"sqlite {\n max_size lots\n}", `max_size "lots"`},
 		{"sqlite {\n max_size -1\n}", `max_size "-1"`},
 		{"sqlite {\n max_size 1MB\n max_size 2MB\n}", "max_size specified more than once"},
@@ -82,6 +85,17 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), "Testfile:") {
 			t.Errorf("%q: error %q does not give the file and line", tc.input, err)
+		}
+	}
+}
+
+// TestOptionsKnown keeps the typo hints' list in step with the parser.
+func TestOptionsKnown(t *testing.T) {
+	for _, opt := range options {
+		var s SQLite
+		err := s.UnmarshalCaddyfile(caddyfile.NewTestDispenser("sqlite {\n" + opt + "\n}"))
+		if err != nil && strings.Contains(err.Error(), "unrecognized") {
+			t.Errorf("option %q listed for hints but not parsed: %v", opt, err)
 		}
 	}
 }

@@ -11,7 +11,16 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/dustin/go-humanize"
+
+	"github.com/caddycache/caddy-cache/internal/suggest"
 )
+
+// Unknown is the error for an option the block does not know, with the
+// closest of known as a hint: `unrecognized redis storage option "pasword"
+// (did you mean "password"?)`. what names the block ("redis storage").
+func Unknown(d *caddyfile.Dispenser, what, opt string, known []string) error {
+	return d.Errf("unrecognized %s option %q%s", what, opt, suggest.DidYouMean(opt, known))
+}
 
 // String reads the single argument of the current option into dst.
 func String(d *caddyfile.Dispenser, dst *string) error {
@@ -37,13 +46,17 @@ func Duration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 	if *dst != 0 {
 		return d.Errf("%s specified more than once", opt)
 	}
-	var raw string
-	if !d.AllArgs(&raw) {
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		if suggest.Duration(args) != "" { // "5 min"
+			return d.Errf("%s %s", opt, suggest.BadDuration(args))
+		}
 		return d.Errf("%s takes exactly one argument", opt)
 	}
+	raw := args[0]
 	v, err := caddy.ParseDuration(raw)
 	if err != nil {
-		return d.Errf("%s %q: %v", opt, raw, err)
+		return d.Errf("%s %s", opt, suggest.BadDuration(args))
 	}
 	if v <= 0 {
 		return d.Errf("%s %q: must be positive", opt, raw)
@@ -105,13 +118,17 @@ func Size(d *caddyfile.Dispenser, dst **int64) error {
 	if *dst != nil {
 		return d.Errf("%s specified more than once", opt)
 	}
-	var raw string
-	if !d.AllArgs(&raw) {
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		if suggest.Size(args) != "" { // "10 MB"
+			return d.Errf("%s %s", opt, suggest.BadSize(args))
+		}
 		return d.Errf("%s takes exactly one argument", opt)
 	}
+	raw := args[0]
 	n, err := humanize.ParseBytes(raw)
 	if err != nil {
-		return d.Errf("%s %q: %v", opt, raw, err)
+		return d.Errf("%s %s", opt, suggest.BadSize(args))
 	}
 	if n > math.MaxInt64 {
 		return d.Errf("%s %q: too large", opt, raw)

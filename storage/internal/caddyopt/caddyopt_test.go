@@ -3,7 +3,9 @@ package caddyopt
 import (
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
@@ -60,7 +62,9 @@ func TestSize(t *testing.T) {
 		{in: "max_size 1GB", want: 1_000_000_000},
 		{in: "max_size", wantErr: "max_size takes exactly one argument"},
 		{in: "max_size 1 2", wantErr: "max_size takes exactly one argument"},
-		{in: "max_size lots", wantErr: `max_size "lots"`},
+		{in: "max_size lots", wantErr: `max_size "lots": want a size such as 16MiB, 512KB or 1048576`},
+		{in: "max_size 10 MB", wantErr: `max_size "10 MB": a size has no space; write 10MB`},
+		{in: "max_size 1.5.2MB", wantErr: `max_size "1.5.2MB": want a size such as`},
 		{in: "max_size 10EiB", wantErr: `max_size "10EiB": too large`},
 		{in: "max_size 1\nmax_size 1", wantErr: "max_size specified more than once"},
 	} {
@@ -75,5 +79,53 @@ func TestSize(t *testing.T) {
 		if err != nil || v == nil || *v != tc.want {
 			t.Errorf("%q: got %v, %v; want %d", tc.in, v, err, tc.want)
 		}
+	}
+}
+
+func TestDuration(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		want    time.Duration
+		wantErr string
+	}{
+		{in: "sweep 90s", want: 90 * time.Second},
+		{in: "sweep 1d", want: 24 * time.Hour},
+		{in: "sweep", wantErr: "sweep takes exactly one argument"},
+		{in: "sweep 1s 2s", wantErr: "sweep takes exactly one argument"},
+		{in: "sweep 5 min", wantErr: `sweep "5 min": a duration has no space; write 5m`},
+		{in: "sweep 2hours", wantErr: `sweep "2hours": unknown unit; write 2h`},
+		{in: "sweep soon", wantErr: `sweep "soon": want a duration such as 90s, 5m, 2h or 7d`},
+		{in: "sweep 0s", wantErr: `sweep "0s": must be positive`},
+		{in: "sweep 1s\nsweep 1s", wantErr: "sweep specified more than once"},
+	} {
+		var v caddy.Duration
+		err := parse(t, tc.in, func(d *caddyfile.Dispenser) error { return Duration(d, &v) })
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%q: error %v, want %q", tc.in, err, tc.wantErr)
+			}
+			if err != nil && strings.Contains(err.Error(), "time:") {
+				t.Errorf("%q: error %v leaks the time package's message", tc.in, err)
+			}
+			continue
+		}
+		if err != nil || time.Duration(v) != tc.want {
+			t.Errorf("%q: got %v, %v; want %v", tc.in, time.Duration(v), err, tc.want)
+		}
+	}
+}
+
+func TestUnknown(t *testing.T) {
+	err := parse(t, "pasword x", func(d *caddyfile.Dispenser) error {
+		return Unknown(d, "redis storage", d.Val(), []string{"url", "password"})
+	})
+	if err == nil || !strings.Contains(err.Error(), `unrecognized redis storage option "pasword" (did you mean "password"?)`) {
+		t.Fatalf("error %v", err)
+	}
+	err = parse(t, "zzz x", func(d *caddyfile.Dispenser) error {
+		return Unknown(d, "redis storage", d.Val(), []string{"url", "password"})
+	})
+	if err == nil || strings.Contains(err.Error(), "did you mean") {
+		t.Fatalf("error %v, want no suggestion", err)
 	}
 }

@@ -123,6 +123,9 @@ func Drop(pool *caddy.UsagePool, key *string) error {
 	return err
 }
 
+// Options are the names of the block options ParseCaddyfile handles itself.
+var Options = []string{"uri", "database", "connect_timeout", "sweep_interval", "compression"}
+
 // ParseCaddyfile reads a backend's storage block into c,
 //
 //	storage <backend> [<uri>] {
@@ -135,9 +138,10 @@ func Drop(pool *caddy.UsagePool, key *string) error {
 //	}
 //
 // handling the options of Config itself and handing every other option to
-// own, which returns false for an option it does not know. The uri may be
-// given on the first line or in the block, not both, and is required.
-func ParseCaddyfile(d *caddyfile.Dispenser, c *Config, backend string, own func(opt string) (known bool, err error)) error {
+// own, which returns false for an option it does not know; ownOptions lists
+// the names own knows, for typo hints. The uri may be given on the first
+// line or in the block, not both, and is required.
+func ParseCaddyfile(d *caddyfile.Dispenser, c *Config, backend string, ownOptions []string, own func(opt string) (known bool, err error)) error {
 	d.Next() // backend name
 	if d.NextArg() {
 		c.URI = d.Val()
@@ -169,7 +173,7 @@ func ParseCaddyfile(d *caddyfile.Dispenser, c *Config, backend string, own func(
 		default:
 			var known bool
 			if known, err = own(opt); !known {
-				err = d.Errf("unrecognized %s storage option %q", backend, opt)
+				err = caddyopt.Unknown(d, backend+" storage", opt, append(Options[:len(Options):len(Options)], ownOptions...))
 			}
 		}
 		if err != nil {
