@@ -233,7 +233,7 @@ type entryInfo struct {
 
 func (h *Handler) entryInfo(key string, e *storage.Entry, now time.Time) entryInfo {
 	info := entryInfo{
-		Handler: h.ops.name, Backend: h.backendName, Key: key, URL: e.URL,
+		Handler: h.ops.name, Backend: h.backendName, Key: unscoped(key), URL: e.URL,
 		KeyHeaders: keyHeaders(key), Kind: "response", Status: e.Status,
 		Size: e.BodySize, Expires: e.Expires, Tags: e.Tags, Vary: e.VaryRequest,
 	}
@@ -342,13 +342,13 @@ func (a *AdminAPI) list(w http.ResponseWriter, r *http.Request) error {
 		}
 		after := ""
 		if h.ops.name == curHandler {
-			after = curKey
+			after = h.scope + curKey
 		}
 		need := limit - len(out)
 		if h.ops.lister == nil {
 			continue
 		}
-		items, more, err := h.listSorted(r.Context(), prefix, after, need, func(k string, e *storage.Entry) bool {
+		items, more, err := h.listSorted(r.Context(), h.scope+prefix, after, need, func(k string, e *storage.Entry) bool {
 			if e.Kind == storage.KindVary && !index {
 				return false
 			}
@@ -423,14 +423,14 @@ func (a *AdminAPI) inspect(w http.ResponseWriter, r *http.Request, escaped strin
 	}
 	withBody := q.Get("body") == "1" || q.Get("body") == "true"
 	for _, h := range hs {
-		e, err := h.store.Get(r.Context(), key)
+		e, err := h.load(r.Context(), h.scope+key)
 		if errors.Is(err, storage.ErrNotFound) {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("handler %s: reading %q: %w", h.ops.name, key, err)
 		}
-		info := h.entryInfo(key, e, time.Now())
+		info := h.entryInfo(h.scope+key, e, time.Now())
 		info.Header = e.Header
 		if withBody && e.Kind == storage.KindResponse {
 			if utf8.Valid(e.Body) {
@@ -547,7 +547,7 @@ func (h *Handler) removeExpired(ctx context.Context, stale, dry bool) purgeResul
 			errs = append(errs, err.Error())
 		}
 		res.Removed += len(ks.responses)
-		res.Keys = ks.responses
+		res.Keys = unscopedKeys(ks.responses)
 		if len(res.Keys) > maxReportedKeys {
 			res.Keys, res.KeysTruncated = res.Keys[:maxReportedKeys], true
 		}
@@ -570,7 +570,10 @@ func (a *AdminAPI) explain(w http.ResponseWriter, r *http.Request) error {
 	results := []explainResult{}
 	for _, h := range hs {
 		ctx, cancel := context.WithTimeout(r.Context(), time.Duration(h.StorageTimeout))
-		results = append(results, h.explain(ctx, req.WithContext(ctx)))
+		// the request explained did not arrive on a listener: its
+		// authority is the URL's, not the admin endpoint's
+		rctx := context.WithValue(ctx, http.LocalAddrContextKey, nil)
+		results = append(results, h.explain(ctx, req.WithContext(rctx)))
 		cancel()
 	}
 	writeJSON(w, http.StatusOK, struct {

@@ -419,7 +419,7 @@ func TestSurrogateKeysStripped(t *testing.T) {
 			t.Fatalf("response %d carries surrogate keys: %v", i, r.header)
 		}
 	}
-	e, err := env.h.store.Get(context.Background(), env.srv.URL+"/s")
+	e, err := env.h.store.Get(context.Background(), env.h.scope+env.srv.URL+"/s")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,7 +446,7 @@ func TestSurrogateKeysOptions(t *testing.T) {
 				t.Fatalf("Surrogate-Key %q, want it kept", r.header.Get("Surrogate-Key"))
 			}
 		}
-		e, _ := env.h.store.Get(context.Background(), env.srv.URL+"/")
+		e, _ := env.h.store.Get(context.Background(), env.h.scope+env.srv.URL+"/")
 		if strings.Join(e.Tags, " ") != "a b" {
 			t.Fatalf("tags %q", e.Tags)
 		}
@@ -457,7 +457,7 @@ func TestSurrogateKeysOptions(t *testing.T) {
 		if r.header.Get("X-Tags") != "" || r.header.Get("Surrogate-Key") != "a b" {
 			t.Fatalf("header %v", r.header)
 		}
-		e, _ := env.h.store.Get(context.Background(), env.srv.URL+"/")
+		e, _ := env.h.store.Get(context.Background(), env.h.scope+env.srv.URL+"/")
 		if strings.Join(e.Tags, " ") != "c d e" {
 			t.Fatalf("tags %q", e.Tags)
 		}
@@ -468,7 +468,7 @@ func TestSurrogateKeysOptions(t *testing.T) {
 		if r.header.Get("Surrogate-Key") != "a b" {
 			t.Fatalf("header %v", r.header)
 		}
-		e, _ := env.h.store.Get(context.Background(), env.srv.URL+"/")
+		e, _ := env.h.store.Get(context.Background(), env.h.scope+env.srv.URL+"/")
 		if len(e.Tags) != 0 {
 			t.Fatalf("tags %q recorded while disabled", e.Tags)
 		}
@@ -481,7 +481,7 @@ func TestStoredEntryStrippedOnServe(t *testing.T) {
 	origin := fixed("Cache-Control", "max-age=60", "Surrogate-Key", "k")
 	off := opsEnv(t, `{"name": "off", "surrogate_keys": {"strip": false}}`, origin)
 	off.get("/")
-	on := new(Handler)
+	on := &Handler{Name: "off"} // the same name: the same cache
 	on.StorageRaw = json.RawMessage(fmt.Sprintf(`{"backend":"memory","name":%q}`, t.Name()))
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
@@ -720,15 +720,33 @@ func TestRegistryAcrossReloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := provisionNamed(t, ctx1, "reg-a"); err == nil || !strings.Contains(err.Error(), "already used") {
-		t.Fatalf("second reg-a in one config: %v", err)
+	// the same name on the same storage: one cache, shared on purpose
+	same, err := provisionNamed(t, ctx1, "reg-a")
+	if err != nil || same.scope != old.scope {
+		t.Fatalf("second reg-a on the same storage in one config: %v", err)
 	}
-	// auto names: stable, numbered within a config
+	_ = same.Cleanup()
+	// the same name on another storage is an error
+	other := &Handler{Name: "reg-a", StorageRaw: json.RawMessage(`{"backend":"memory","name":"registry-other"}`)}
+	if err := other.Provision(ctx1); err == nil || !strings.Contains(err.Error(), "already used") {
+		t.Fatalf("reg-a on another storage in one config: %v", err)
+	}
+	_ = other.Cleanup()
+	// auto names: stable, the same for handlers on the same storage,
+	// different for another storage
 	a1, _ := provisionNamed(t, ctx1, "")
 	a2, _ := provisionNamed(t, ctx1, "")
-	if !strings.HasPrefix(a1.ops.name, "memory-") || a2.ops.name != a1.ops.name+"-2" {
+	if !strings.HasPrefix(a1.ops.name, "memory-") || a2.ops.name != a1.ops.name || a1.ops.name == "memory-e3b0c442" {
 		t.Fatalf("auto names %q %q", a1.ops.name, a2.ops.name)
 	}
+	a3 := &Handler{StorageRaw: json.RawMessage(`{"name":"registry-3","backend":"memory"}`)}
+	if err := a3.Provision(ctx1); err != nil {
+		t.Fatal(err)
+	}
+	if a3.ops.name == a1.ops.name || !strings.HasPrefix(a3.ops.name, "memory-") {
+		t.Fatalf("auto names on two stores: %q %q", a1.ops.name, a3.ops.name)
+	}
+	_ = a3.Cleanup()
 	// reload: the new config provisions before the old is cleaned up
 	ctx2, cancel2 := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel2()
@@ -747,7 +765,7 @@ func TestRegistryAcrossReloads(t *testing.T) {
 	for _, h := range []*Handler{old, a1, a2} {
 		_ = h.Cleanup()
 	}
-	if handlerNamed("reg-a") != cur || handlerNamed(a1.ops.name) != b1 || handlerNamed(a2.ops.name) != nil {
+	if handlerNamed("reg-a") != cur || handlerNamed(a1.ops.name) != b1 {
 		t.Fatalf("after cleaning the old config: %v", names())
 	}
 	// with two handlers in scope, a raw key cursor is ambiguous
@@ -789,7 +807,7 @@ func TestPurgeByTagUsesIndex(t *testing.T) {
 	env.get("/i?k=x")
 	env.get("/j?k=x")
 	// the index knows only /i (and a key that no longer exists)
-	env.h.ops.raw = indexed{Store: env.h.ops.raw, keys: []string{env.srv.URL + "/i?k=x", env.srv.URL + "/gone"}}
+	env.h.ops.raw = indexed{Store: env.h.ops.raw, keys: []string{env.h.scope + env.srv.URL + "/i?k=x", env.h.scope + env.srv.URL + "/gone", "c2:00000000:" + env.srv.URL + "/j?k=x"}}
 	if ans := purgeOK(t, env, map[string]any{"tag": "x"}); ans.Removed != 1 || ans.Results[0].Keys[0] != env.srv.URL+"/i?k=x" {
 		t.Fatalf("purge by tag through the index: %+v", ans)
 	}

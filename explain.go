@@ -112,8 +112,8 @@ func (h *Handler) explain(ctx context.Context, r *http.Request) explainResult {
 	if len(key) > maxPrimaryKeyLen {
 		return bypass(fmt.Sprintf("key too long (%d bytes, limit %d)", len(key), maxPrimaryKeyLen))
 	}
-	res.Key = key
-	reqCC := policy.RequestDirectives(r.Header)
+	res.Key = unscoped(key)
+	reqCC := h.requestDirectives(r)
 	miss := func(why string) explainResult {
 		res.Outcome, res.Reason = outcomeMiss, why
 		if reqCC.OnlyIfCached {
@@ -134,8 +134,8 @@ func (h *Handler) explain(ctx context.Context, r *http.Request) explainResult {
 		return miss(h.notStoredReason(key))
 	}
 	if e.Kind == storage.KindVary {
-		vk, vals := variantKey(key, e.Vary, r)
-		res.VariantKey = vk
+		vk, vals := h.variantKey(key, e.Vary, r)
+		res.VariantKey = unscoped(vk)
 		ve, err := h.get(ctx, vk)
 		if err != nil {
 			if !errors.Is(err, storage.ErrNotFound) {
@@ -147,21 +147,17 @@ func (h *Handler) explain(ctx context.Context, r *http.Request) explainResult {
 		}
 		e = ve
 	}
-	if e.Kind != storage.KindResponse || !varyMatches(e, r) {
+	if e.Kind != storage.KindResponse || !h.varyMatches(e, r) {
 		return miss("vary mismatch: the stored response was selected by " + describeVary(e.Vary, e.VaryRequest))
 	}
 	now := h.now()
-	info := h.entryInfo(res.VariantKey, e, now)
-	if res.VariantKey == "" {
-		info = h.entryInfo(key, e, now)
+	info := h.entryInfo(key, e, now)
+	if res.VariantKey != "" {
+		info = h.entryInfo(h.scope+res.VariantKey, e, now)
 	}
 	res.Entry = &info
 
-	age := currentAge(e, now)
-	use, why := policy.Evaluate(age, e.Lifetime, h.respDirectives(e.Header), reqCC, h.defaults())
-	if reqCC.HasMaxAge && reqCC.MaxAge == 0 {
-		use, why = policy.Revalidate, "request max-age=0"
-	}
+	use, why, age := h.reuse(e, reqCC, now)
 	life := h.lifetimeLabel(e)
 	switch use {
 	case policy.UseFresh:
@@ -173,6 +169,11 @@ func (h *Handler) explain(ctx context.Context, r *http.Request) explainResult {
 		return res
 	case policy.UseStale:
 		res.Outcome, res.Reason = outcomeStale, "served stale: "+why
+		return res
+	case policy.UseStaleRevalidate:
+		res.Outcome = outcomeStale
+		res.Reason = fmt.Sprintf("served stale (stale-while-revalidate): %s exceeded by %ds; one background request revalidates it",
+			life, int64((age-e.Lifetime)/time.Second))
 		return res
 	}
 	if age >= e.Lifetime && strings.HasPrefix(why, "stale by ") {

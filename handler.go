@@ -6,12 +6,8 @@ import (
 	"errors"
 	"mime"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -64,7 +60,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if len(key) > maxPrimaryKeyLen {
 		return h.bypass(w, r, next, "key-too-long")
 	}
-	x := &exchange{h: h, w: w, r: r, next: next, key: key, reqCC: policy.RequestDirectives(r.Header)}
+	x := &exchange{h: h, w: w, r: r, next: next, key: key, reqCC: h.requestDirectives(r)}
 	x.repl, _ = r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	return x.serve()
 }
@@ -114,24 +110,16 @@ func (h *Handler) serveUnsafe(w http.ResponseWriter, r *http.Request, next caddy
 	if err != nil || status < 200 || status >= 400 {
 		return err
 	}
-	reqURL := effectiveURL(r)
+	reqURL := h.effectiveURL(r)
 	ctx, cancel := h.storageContext(context.WithoutCancel(r.Context()))
 	defer cancel()
 	for _, u := range policy.InvalidationTargets(reqURL, rec.Header()) {
-		h.invalidateURL(ctx, u)
+		var ks keySet
+		if err := h.urlKeys(ctx, u, &ks); err == nil {
+			_ = h.deleteKeys(ctx, &ks)
+		}
 	}
 	return nil
-}
-
-// effectiveURL is the absolute URL of the request as routed.
-func effectiveURL(r *http.Request) *url.URL {
-	u := *r.URL
-	u.Scheme = "http"
-	if r.TLS != nil {
-		u.Scheme = "https"
-	}
-	u.Host = r.Host
-	return &u
 }
 
 type statusRecorder struct {
@@ -188,12 +176,7 @@ func (x *exchange) serve() error {
 	}
 
 	if e := x.stored; e != nil {
-		age := currentAge(e, x.now)
-		use, why := policy.Evaluate(age, e.Lifetime, h.reuseDirectives(e), x.reqCC, h.defaults())
-		if x.reqCC.HasMaxAge && x.reqCC.MaxAge == 0 {
-			// max-age=0 asks for validation even of a response aged 0s
-			use, why = policy.Revalidate, "request max-age=0"
-		}
+		use, why, age := h.reuse(e, x.reqCC, x.now)
 		switch use {
 		case policy.UseFresh:
 			return x.serveStored(e, age, statusHit, "")
@@ -222,8 +205,7 @@ func (x *exchange) serve() error {
 			x.lookup(ctx)
 			cancel()
 			if e := x.stored; e != nil {
-				age := currentAge(e, h.now())
-				if use, _ := policy.Evaluate(age, e.Lifetime, h.reuseDirectives(e), x.reqCC, h.defaults()); use == policy.UseFresh {
+				if use, _, age := h.reuse(e, x.reqCC, h.now()); use == policy.UseFresh {
 					return x.serveStored(e, age, statusHit, "")
 				}
 				x.useStale(e)
@@ -233,11 +215,33 @@ func (x *exchange) serve() error {
 	return x.forward()
 }
 
+// reuse decides what to do with a stored response for a request with the
+// directives reqCC at now, and returns the response's current age: the one
+// decision ServeHTTP acts on and explain reports.
+func (h *Handler) reuse(e *storage.Entry, reqCC policy.Directives, now time.Time) (policy.Use, string, time.Duration) {
+	age := currentAge(e, now)
+	use, why := policy.Evaluate(age, e.Lifetime, h.reuseDirectives(e), reqCC, h.defaults())
+	if reqCC.HasMaxAge && reqCC.MaxAge == 0 {
+		// max-age=0 asks for validation even of a response aged 0s
+		use, why = policy.Revalidate, "request max-age=0"
+	}
+	return use, why, age
+}
+
+// requestDirectives returns the request's cache directives, or none with
+// request_cache_control ignore.
+func (h *Handler) requestDirectives(r *http.Request) policy.Directives {
+	if h.RequestCacheControl == "ignore" {
+		return policy.Directives{}
+	}
+	return policy.RequestDirectives(r.Header)
+}
+
 // useStale records the stored response to revalidate (when it has a
 // validator) and to fall back on when the origin fails (stale-if-error).
 func (x *exchange) useStale(e *storage.Entry) {
 	x.stale, x.cond = e, nil
-	if hasValidator(e.Header) {
+	if policy.HasValidator(e.Header) {
 		x.cond = e
 	}
 }
@@ -345,28 +349,20 @@ func (x *exchange) find(ctx context.Context, hotOnly bool) (*storage.Entry, stri
 	}
 	key := x.key
 	if e.Kind == storage.KindVary {
-		key = variantLookupKey(x.key, e.Vary, x.r)
+		key = x.h.variantLookupKey(x.key, e.Vary, x.r)
 		if e, err = get(key); err != nil {
 			return nil, "", "vary-miss", err
 		}
 	}
-	if e.Kind != storage.KindResponse || !varyMatches(e, x.r) {
+	if e.Kind != storage.KindResponse || !x.h.varyMatches(e, x.r) {
 		return nil, "", "vary-miss", nil
 	}
 	return e, key, "", nil
 }
 
-// currentAge is the current_age of RFC 9111 §4.2.3.
+// currentAge is the entry's current age (policy.CurrentAge).
 func currentAge(e *storage.Entry, now time.Time) time.Duration {
-	age := e.InitialAge + now.Sub(e.ResponseTime)
-	if age < 0 {
-		return 0
-	}
-	return age
-}
-
-func hasValidator(h http.Header) bool {
-	return h.Get("Etag") != "" || h.Get("Last-Modified") != ""
+	return policy.CurrentAge(e.InitialAge, e.ResponseTime, now)
 }
 
 // serveStored writes a stored response to the client.
@@ -392,7 +388,7 @@ func (x *exchange) serveStored(e *storage.Entry, age time.Duration, status, deta
 
 	if e.Status >= 200 && e.Status < 300 && policy.ClientNotModified(x.r.Header, e.Header) {
 		for k := range hdr {
-			if !keepOn304(k) {
+			if !policy.NotModifiedField(k) {
 				delete(hdr, k)
 			}
 		}
@@ -411,23 +407,10 @@ func (x *exchange) serveStored(e *storage.Entry, age time.Duration, status, deta
 		return nil
 	}
 	x.w.WriteHeader(e.Status)
-	if x.r.Method != http.MethodHead && bodyAllowed(e.Status) && len(e.Body) > 0 {
+	if x.r.Method != http.MethodHead && policy.BodyAllowed(e.Status) && len(e.Body) > 0 {
 		_, _ = x.w.Write(e.Body)
 	}
 	return nil
-}
-
-// keepOn304 lists the fields a 304 carries (RFC 9110 §15.4.5), plus ours.
-func keepOn304(k string) bool {
-	switch k {
-	case "Cache-Control", "Content-Location", "Date", "Etag", "Expires", "Vary", "Age", "Cache-Status", "Last-Modified":
-		return true
-	}
-	return false
-}
-
-func bodyAllowed(status int) bool {
-	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }
 
 func (x *exchange) gatewayTimeout() error {
@@ -444,7 +427,7 @@ func (x *exchange) setPlaceholders(status, detail string) {
 		return
 	}
 	x.repl.Set("http.cache.status", status)
-	x.repl.Set("http.cache.key", x.key)
+	x.repl.Set("http.cache.key", unscoped(x.key))
 	x.repl.Set("http.cache.detail", detail)
 }
 
@@ -603,8 +586,8 @@ func (x *exchange) decide(status int, hdr http.Header) captureMode {
 func (x *exchange) newEntry(status int, hdr http.Header, now time.Time) (*storage.Entry, string) {
 	h := x.h
 	respCC := h.directives(hdr)
-	u, host := requestURL(x.r)
-	lifetime, forced, noStore := h.lifetime(status, hdr, respCC, now, host, x.r.URL.EscapedPath())
+	u, host := h.requestURL(x.r)
+	lifetime, forced, noStore := h.lifetime(status, hdr, respCC, now, host, pathOfURL(u))
 	if noStore {
 		return nil, "ttl rule no-store"
 	}
@@ -618,6 +601,9 @@ func (x *exchange) newEntry(status int, hdr http.Header, now time.Time) (*storag
 	names, star := policy.VaryNames(hdr)
 	if star {
 		return nil, "Vary: *"
+	}
+	if h.rewrittenTarget(x.r) != "" {
+		names = append(names, rewriteField)
 	}
 	initialAge := policy.InitialAge(hdr, x.requestTime, now)
 	keep := policy.KeepFor(hdr, respCC, h.defaults(), DefaultRevalidateKeep)
@@ -712,7 +698,7 @@ func (x *exchange) store(body []byte) {
 	key := x.key
 	if len(e.Vary) > 0 {
 		var vals map[string]string
-		key, vals = variantKey(x.key, e.Vary, x.r)
+		key, vals = h.variantKey(x.key, e.Vary, x.r)
 		e.VaryRequest = vals
 	}
 	if err := h.put(ctx, key, e); err != nil {
@@ -769,7 +755,7 @@ func (h *Handler) updateVaryIndex(ctx context.Context, key string, e *storage.En
 	}
 	idx.Variants = append(idx.Variants, vk)
 	for len(idx.Variants) > h.MaxVariants {
-		_ = h.store.Delete(ctx, idx.Variants[0])
+		_ = h.del(ctx, idx.Variants[0])
 		idx.Variants = idx.Variants[1:]
 	}
 	_ = h.put(ctx, key, idx)
@@ -782,8 +768,8 @@ func (x *exchange) freshen(c *capture) error {
 	now := h.now()
 	merged := policy.Freshen(old.Header, c.hdr)
 	respCC := h.directives(merged)
-	u, host := requestURL(x.r)
-	lifetime, _, _ := h.lifetime(old.Status, merged, respCC, now, host, x.r.URL.EscapedPath())
+	u, host := h.requestURL(x.r)
+	lifetime, _, _ := h.lifetime(old.Status, merged, respCC, now, host, pathOfURL(u))
 	initialAge := policy.InitialAge(c.hdr, x.requestTime, now)
 	e := &storage.Entry{
 		Kind:         storage.KindResponse,
@@ -828,7 +814,7 @@ func (x *exchange) serveStaleOnError(status int) error {
 		"; ttl=" + strconv.FormatInt(ttl, 10) + "; detail=\"stale-if-error\""}
 	x.setPlaceholders(statusStale, "stale-if-error")
 	x.w.WriteHeader(e.Status)
-	if x.r.Method != http.MethodHead && bodyAllowed(e.Status) {
+	if x.r.Method != http.MethodHead && policy.BodyAllowed(e.Status) {
 		_, _ = x.w.Write(e.Body)
 	}
 	return nil
@@ -902,130 +888,3 @@ func (h *Handler) storageContext(ctx context.Context) (context.Context, context.
 	return context.WithTimeout(ctx, time.Duration(h.StorageTimeout))
 }
 
-// get reads an entry; a corrupt one is deleted and reported as not found,
-// a failing store is logged once per outage.
-func (h *Handler) get(ctx context.Context, key string) (*storage.Entry, error) {
-	e, err := h.store.Get(ctx, key)
-	switch {
-	case err == nil:
-		h.storeUp()
-		if e.Expired(h.now()) {
-			return nil, storage.ErrNotFound
-		}
-		return e, nil
-	case errors.Is(err, storage.ErrNotFound):
-		h.storeUp()
-		return nil, storage.ErrNotFound
-	case errors.Is(err, storage.ErrCorrupt):
-		h.storeUp()
-		h.logCorrupt(err)
-		_ = h.store.Delete(ctx, key)
-		return nil, storage.ErrNotFound
-	}
-	h.storeFailed("get", err)
-	return nil, err
-}
-
-// lastCorruptWarn is when a corrupt entry was last logged at Warn (Unix
-// ns). A format change or a foreign writer can make every entry corrupt at
-// once: one warning a minute says so, the others go to Debug.
-var lastCorruptWarn atomic.Int64
-
-func (h *Handler) logCorrupt(err error) {
-	now := time.Now().UnixNano()
-	if last := lastCorruptWarn.Load(); now-last >= int64(time.Minute) && lastCorruptWarn.CompareAndSwap(last, now) {
-		h.logger.Warn("corrupt cache entries are being removed (more within a minute are logged at debug level)",
-			zap.String("backend", h.backendName), zap.Error(err))
-	} else if ce := h.logger.Check(zapcore.DebugLevel, "corrupt cache entry removed"); ce != nil {
-		ce.Write(zap.String("backend", h.backendName), zap.Error(err))
-	}
-}
-
-func (h *Handler) put(ctx context.Context, key string, e *storage.Entry) error {
-	err := h.store.Put(ctx, key, e)
-	switch {
-	case err == nil:
-		h.storeUp()
-	case errors.Is(err, storage.ErrTooLarge):
-	default:
-		h.storeFailed("put", err)
-	}
-	return err
-}
-
-// storeStateMu orders each storage state change with its log line, so that
-// concurrent failures and recoveries cannot log out of order (leaving
-// "failing" as the last line while the store works, or the reverse).
-var storeStateMu sync.Mutex
-
-func (h *Handler) storeFailed(op string, err error) {
-	if !h.storeDown.Load() {
-		storeStateMu.Lock()
-		changed := h.storeDown.CompareAndSwap(false, true)
-		if changed && !h.quietStorage {
-			h.logger.Warn("cache storage failing; requests go to the origin until it recovers",
-				zap.String("backend", h.backendName), zap.String("op", op), zap.Error(err))
-		}
-		storeStateMu.Unlock()
-		if changed && !h.quietStorage {
-			return
-		}
-	}
-	if ce := h.logger.Check(zapcore.DebugLevel, "cache storage error"); ce != nil {
-		ce.Write(zap.String("backend", h.backendName), zap.String("op", op), zap.Error(err))
-	}
-}
-
-func (h *Handler) storeUp() {
-	if h.storeDown.Load() {
-		storeStateMu.Lock()
-		if h.storeDown.CompareAndSwap(true, false) && !h.quietStorage {
-			h.logger.Info("cache storage recovered", zap.String("backend", h.backendName))
-		}
-		storeStateMu.Unlock()
-	}
-}
-
-// invalidateURL removes every stored response for u: its primary key, the
-// Vary variants, and keys that add configured headers.
-func (h *Handler) invalidateURL(ctx context.Context, u *url.URL) {
-	scheme := strings.ToLower(u.Scheme)
-	host := normalizeHost(u.Host, scheme)
-	p := u.EscapedPath()
-	if p == "" {
-		p = "/"
-	}
-	key := scheme + "://" + host + p
-	if u.RawQuery != "" {
-		q := u.RawQuery
-		if h.Key != nil && len(h.Key.IgnoreQuery) > 0 {
-			q = filterQuery(q, h.Key.IgnoreQuery)
-		}
-		if q != "" {
-			key += "?" + q
-		}
-	}
-	h.invalidateKey(ctx, key)
-	if h.Key != nil && len(h.Key.Headers) > 0 && h.lister != nil {
-		var keys []string
-		_ = h.lister.List(ctx, key+"\n", func(k string, _ *storage.Entry) error {
-			keys = append(keys, k)
-			return nil
-		})
-		for _, k := range keys {
-			h.invalidateKey(ctx, k)
-		}
-	}
-}
-
-// invalidateKey deletes a primary key and, if it is a Vary index, its variants.
-func (h *Handler) invalidateKey(ctx context.Context, key string) {
-	if e, err := h.store.Get(ctx, key); err == nil && e.Kind == storage.KindVary {
-		for _, v := range e.Variants {
-			_ = h.store.Delete(ctx, v)
-		}
-	}
-	if err := h.store.Delete(ctx, key); err != nil {
-		h.storeFailed("delete", err)
-	}
-}

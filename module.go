@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"path"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -168,9 +167,15 @@ type Handler struct {
 	// Name identifies the handler in the admin API (/cache/ on Caddy's
 	// admin endpoint), the `caddy cache` commands and the handler label of
 	// the metrics; the same name in the next config (a reload) is the same
-	// handler. Default: the backend and a hash of the storage config, e.g.
-	// "memory-1a2b3c4d", with "-2", "-3"… for further handlers on the same
-	// storage in one config.
+	// handler. The name also scopes the keys: handlers with different
+	// names never read each other's entries, even on one store, and
+	// handlers with the same name share their entries (give two handlers
+	// the same name to share a cache on purpose; they must then use the
+	// same storage). Default: the backend and a hash of the storage
+	// identity (which data it reaches: the SQLite file, the Redis keyspace,
+	// the memory store's name...), e.g. "sqlite-1a2b3c4d": stable across
+	// reloads and restarts, the same for handlers on the same store (which
+	// then share one cache) and different for handlers on different ones.
 	Name string `json:"name,omitempty"`
 
 	// SurrogateKeys chooses the response fields recorded as tags for purge
@@ -188,6 +193,9 @@ type Handler struct {
 	isMemory     bool
 	hot          *memory.Memory // hot tier in front of a non-memory store, or nil
 	prepKey      string         // see preparedKey
+	storageID    string         // which data the store reaches (storageIdentity)
+	scope        string         // key prefix of this handler's name (scopeOf)
+	ports        *portSet       // listener ports seen, for purges without a port
 	logger       *zap.Logger
 	cacheable    func(int) bool
 	ignoreCC     bool
@@ -198,7 +206,7 @@ type Handler struct {
 	flights      *flightGroup
 	uncacheable  *passMemo
 	quietStorage bool // the store logs its own outages (storage.HealthLogger)
-	storeDown    *atomic.Bool
+	health       *storeHealth // storecalls.go
 	now          func() time.Time
 	ops          *ops // registry name, metrics, tags, purge (registry.go)
 }
@@ -250,10 +258,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.now = time.Now
 	h.flights = new(flightGroup)
 	h.uncacheable = new(passMemo)
-	h.storeDown = new(atomic.Bool)
+	h.health = new(storeHealth)
 	if err := h.applyDefaults(); err != nil {
 		return err
 	}
+	// The storage config identifies the store; Caddy empties the raw field
+	// when it loads the module, so read it first.
+	storageRaw := h.StorageRaw
 	var mod any
 	var err error
 	if h.StorageRaw == nil {
@@ -274,6 +285,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if info, ok := mod.(caddy.Module); ok {
 		h.backendName = strings.TrimPrefix(string(info.CaddyModule().ID), "http.handlers.cache.storage.")
 	}
+	h.storageID = storageIdentity(h.backendName, storageRaw, mod)
 	_, h.isMemory = mod.(*memory.Memory)
 	if hl, ok := mod.(storage.HealthLogger); ok && hl.LogsHealth() {
 		h.quietStorage = true
@@ -288,20 +300,52 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.provisionOps(ctx); err != nil {
 		return err
 	}
+	h.scope = scopeOf(h.ops.name)
+	h.ports = portsOf(h.scope)
 	h.prepKey = h.preparedKey()
 	return nil
 }
 
+// storageIdentity says which data a storage module reaches: the store's own
+// identity when it has one (storage.Identifier: the same SQLite file, Redis
+// keyspace or memory name whatever the spelling of the config), else the
+// backend and its config in canonical JSON (sorted keys, no spaces).
+func storageIdentity(backend string, raw json.RawMessage, mod any) string {
+	if id, ok := mod.(storage.Identifier); ok {
+		if s := id.StorageIdentity(); s != "" {
+			return s
+		}
+	}
+	return backend + ":" + canonicalJSON(raw)
+}
+
+// canonicalJSON re-encodes a JSON value with sorted object keys and no
+// insignificant space, so that key order and layout do not change it.
+func canonicalJSON(raw json.RawMessage) string {
+	if len(raw) == 0 {
+		return "{}"
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return string(raw)
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return string(raw)
+	}
+	return string(out)
+}
+
 // provisionHotTier puts an in-process memory store in front of h.store.
-// Handlers whose storage configuration is the same share one hot tier (and
-// it survives reloads), so that a delete or purge through any of them clears
-// it for all.
+// Handlers whose storage reaches the same data (storageIdentity) share one
+// hot tier (and it survives reloads), so that a delete or purge through any
+// of them clears it for all; handlers on other stores never share one.
 func (h *Handler) provisionHotTier(ctx caddy.Context) error {
 	size := h.Memory
 	if size == 0 {
 		size = DefaultHotTierSize
 	}
-	id := sha256.Sum256(append([]byte("hot tier\x00"), h.StorageRaw...))
+	id := sha256.Sum256([]byte("hot tier\x00" + h.storageID))
 	cfg, _ := json.Marshal(map[string]any{"name": "hot-" + hex.EncodeToString(id[:8]), "max_size": size})
 	mod, err := ctx.LoadModuleByID("http.handlers.cache.storage.memory", cfg)
 	if err != nil {

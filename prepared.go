@@ -46,7 +46,7 @@ func (h *Handler) preparedKey() string {
 
 // prepare derives the prepared data of a response entry.
 func (h *Handler) prepare(e *storage.Entry) *prepared {
-	p := &prepared{owner: h.prepKey, cc: h.directives(e.Header), validator: hasValidator(e.Header)}
+	p := &prepared{owner: h.prepKey, cc: h.directives(e.Header), validator: policy.HasValidator(e.Header)}
 	skip := make(map[string]bool, len(h.targets)+2)
 	if !h.ForwardTargeted {
 		for _, f := range h.targets {
@@ -70,7 +70,7 @@ func (h *Handler) prepare(e *storage.Entry) *prepared {
 		p.vals = append(p.vals, vs)
 		p.nvals += len(vs)
 	}
-	if bodyAllowed(e.Status) {
+	if policy.BodyAllowed(e.Status) {
 		p.keys = append(p.keys, "Content-Length")
 		p.vals = append(p.vals, []string{strconv.Itoa(len(e.Body))})
 		p.nvals++

@@ -117,7 +117,8 @@ func (h *Handler) servePurge(w http.ResponseWriter, r *http.Request) error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), purgeTimeout(h))
 	defer cancel()
-	res := h.purge(ctx, purgeRequest{URL: effectiveURL(r).String()}, effectiveURL(r))
+	u := h.effectiveURL(r)
+	res := h.purge(ctx, purgeRequest{URL: u.String()}, u)
 	status := http.StatusOK
 	if res.Error != "" {
 		status = http.StatusInternalServerError
@@ -228,18 +229,17 @@ func (h *Handler) purge(ctx context.Context, req purgeRequest, u *url.URL) purge
 	case req.Tag != "":
 		err = h.tagKeys(ctx, req.Tag, &ks)
 	case req.Prefix != "":
-		err = h.walkKeys(ctx, []string{normalizePrefix(req.Prefix)}, nil, &ks)
+		err = h.walkKeys(ctx, []string{h.scope + normalizePrefix(req.Prefix)}, nil, &ks)
 	case req.Host != "":
-		host := strings.ToLower(req.Host)
-		err = h.walkKeys(ctx, []string{"http://" + normalizeHost(host, "http") + "/", "https://" + normalizeHost(host, "https") + "/"}, nil, &ks)
+		err = h.walkKeys(ctx, []string{h.scope + "http://" + normalizeHost(req.Host, "http") + "/", h.scope + "https://" + normalizeHost(req.Host, "https") + "/"}, nil, &ks)
 	case req.All:
-		err = h.walkKeys(ctx, []string{""}, nil, &ks)
+		err = h.walkKeys(ctx, []string{h.scope}, nil, &ks)
 	}
 	if err == nil && !req.DryRun {
 		err = h.deleteKeys(ctx, &ks)
 	}
 	res.Removed = len(ks.responses)
-	res.Keys = ks.responses
+	res.Keys = unscopedKeys(ks.responses)
 	sort.Strings(res.Keys)
 	if len(res.Keys) > maxReportedKeys {
 		res.Keys, res.KeysTruncated = res.Keys[:maxReportedKeys], true
@@ -255,7 +255,7 @@ func (h *Handler) deleteKeys(ctx context.Context, ks *keySet) error {
 	failed := 0
 	for _, list := range [][]string{ks.responses, ks.others} {
 		for _, k := range list {
-			if err := h.store.Delete(ctx, k); err != nil {
+			if err := h.del(ctx, k); err != nil {
 				failed++
 				if firstErr == nil {
 					firstErr = err
@@ -270,56 +270,69 @@ func (h *Handler) deleteKeys(ctx context.Context, ks *keySet) error {
 }
 
 // urlKey returns the primary key under which u's response is stored
-// (without key headers).
+// (without key header and cookie lines): the same normal form as the
+// request path uses (cacheKey), so /p%41th purges /pAth and /a? purges /a.
+// With key.template, the template is expanded for a plain GET of u.
 func (h *Handler) urlKey(u *url.URL) string {
-	scheme := strings.ToLower(u.Scheme)
-	p := u.EscapedPath()
-	if p == "" {
-		p = "/"
-	}
-	key := scheme + "://" + normalizeHost(u.Host, scheme) + p
-	if u.RawQuery != "" || u.ForceQuery {
-		q := u.RawQuery
-		if h.Key != nil && len(h.Key.IgnoreQuery) > 0 && q != "" {
-			q = filterQuery(q, h.Key.IgnoreQuery)
-			if q == "" {
-				return key
-			}
+	if h.Key != nil && h.Key.Template != "" {
+		r, err := http.NewRequest(http.MethodGet, u.String(), nil)
+		if err != nil {
+			return h.scope + u.String()
 		}
-		key += "?" + q
+		return h.scope + caddyhttp.NewTestReplacer(r).ReplaceAll(h.Key.Template, "")
 	}
-	return key
+	scheme := strings.ToLower(u.Scheme)
+	return h.scope + scheme + "://" + normalizeHost(u.Host, scheme) + normalTarget(u.EscapedPath(), u.RawQuery, h.ignoredQuery())
 }
 
-// urlKeys finds the keys stored for u: its primary key and Vary variants,
-// and when the key includes request headers, every such primary key with
-// its variants. Without key headers it needs no listing, so it is cheap on
-// every backend.
+// urlKeys finds the keys stored for u: its primary key and Vary variants
+// (including the variants of rewritten targets), and when the key includes
+// request headers or cookies, every such primary key with its variants.
+// When u has no port, the keys stored through listeners on other ports
+// (portSet) are included. Without key headers it needs no listing, so it is
+// cheap on every backend.
 func (h *Handler) urlKeys(ctx context.Context, u *url.URL, ks *keySet) error {
-	primary := h.urlKey(u)
-	if err := h.primaryKeys(ctx, primary, ks); err != nil {
-		return err
-	}
-	if h.Key == nil || len(h.Key.Headers) == 0 {
-		return nil
-	}
-	if h.ops.lister == nil {
-		return fmt.Errorf("backend %s cannot list entries, so the key-header variants of %s cannot be found", h.backendName, primary)
-	}
-	return h.ops.lister.List(ctx, primary+"\n", func(k string, meta *storage.Entry) error {
-		if meta.Kind == storage.KindResponse {
-			ks.responses = append(ks.responses, k)
-		} else {
-			ks.others = append(ks.others, k)
+	urls := []*url.URL{u}
+	if u.Port() == "" && h.ports != nil {
+		for _, p := range h.ports.list() {
+			v := *u
+			v.Host = u.Hostname() + ":" + p
+			if strings.IndexByte(u.Hostname(), ':') >= 0 {
+				v.Host = "[" + u.Hostname() + "]:" + p
+			}
+			urls = append(urls, &v)
 		}
-		return nil
-	})
+	}
+	for _, u := range urls {
+		primary := h.urlKey(u)
+		if err := h.primaryKeys(ctx, primary, ks); err != nil {
+			return err
+		}
+		if !h.hasKeyExtras() {
+			continue
+		}
+		if h.ops.lister == nil {
+			return fmt.Errorf("backend %s cannot list entries, so the key-header variants of %s cannot be found", h.backendName, primary)
+		}
+		err := h.ops.lister.List(ctx, primary+"\n", func(k string, meta *storage.Entry) error {
+			if meta.Kind == storage.KindResponse {
+				ks.responses = append(ks.responses, k)
+			} else {
+				ks.others = append(ks.others, k)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // primaryKeys adds a primary key and, when it holds a Vary index, the
 // variants it lists.
 func (h *Handler) primaryKeys(ctx context.Context, key string, ks *keySet) error {
-	e, err := h.store.Get(ctx, key)
+	e, err := h.load(ctx, key)
 	switch {
 	case errors.Is(err, storage.ErrNotFound):
 		return nil
@@ -335,7 +348,7 @@ func (h *Handler) primaryKeys(ctx context.Context, key string, ks *keySet) error
 	}
 	ks.others = append(ks.others, key)
 	for _, v := range e.Variants {
-		if _, err := h.store.Get(ctx, v); err == nil {
+		if _, err := h.load(ctx, v); err == nil {
 			ks.responses = append(ks.responses, v)
 		} else if !errors.Is(err, storage.ErrNotFound) {
 			ks.others = append(ks.others, v)
@@ -353,13 +366,16 @@ func (h *Handler) tagKeys(ctx context.Context, tag string, ks *keySet) error {
 			return fmt.Errorf("looking up tag %q: %w", tag, err)
 		}
 		for _, k := range keys {
-			if e, err := h.store.Get(ctx, k); err == nil && contains(e.Tags, tag) {
+			if !strings.HasPrefix(k, h.scope) {
+				continue // another handler's entry on a shared store
+			}
+			if e, err := h.load(ctx, k); err == nil && contains(e.Tags, tag) {
 				ks.responses = append(ks.responses, k)
 			}
 		}
 		return nil
 	}
-	return h.walkKeys(ctx, []string{""}, func(_ string, meta *storage.Entry) bool {
+	return h.walkKeys(ctx, []string{h.scope}, func(_ string, meta *storage.Entry) bool {
 		return meta.Kind == storage.KindResponse && contains(meta.Tags, tag)
 	}, ks)
 }
@@ -404,8 +420,8 @@ func optional[T any](st storage.Store) (T, bool) {
 	return zero, false
 }
 
-// normalizePrefix lower-cases the scheme and host of a URL prefix and
-// removes a default port, as keys have them.
+// normalizePrefix lower-cases the scheme and host of a URL prefix, removes
+// a default port and normalises percent-encoding, as keys have them.
 func normalizePrefix(p string) string {
 	i := strings.Index(p, "://")
 	if i < 0 {
@@ -421,7 +437,7 @@ func normalizePrefix(p string) string {
 		// a partial host: only lower-case it
 		return scheme + "://" + strings.ToLower(host)
 	}
-	return scheme + "://" + normalizeHost(host, scheme) + path
+	return scheme + "://" + normalizeHost(host, scheme) + normalPercent(path)
 }
 
 // parsePurge reads the purge option:

@@ -6,8 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
-	"strconv"
-	"sync"
+		"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -97,12 +96,11 @@ func (h *Handler) provisionOps(ctx caddy.Context) error {
 	defer registry.Unlock()
 	o.name, o.auto = h.Name, h.Name == ""
 	if o.auto {
-		o.name = autoName(h.backendName, h.StorageRaw, ctx.Context)
-	} else {
-		for _, r := range registry.list {
-			if r.name == h.Name && r.cfg == ctx.Context {
-				return fmt.Errorf("name %q: already used by another cache handler in this config", h.Name)
-			}
+		o.name = autoName(h.backendName, h.storageID)
+	}
+	for _, r := range registry.list {
+		if r.name == o.name && r.cfg == ctx.Context && r.h.storageID != h.storageID {
+			return fmt.Errorf("name %q: already used by a cache handler on another storage in this config (handlers share a name only to share one store)", o.name)
 		}
 	}
 	o.metrics = newHandlerMetrics(o.name)
@@ -118,26 +116,11 @@ func (h *Handler) provisionOps(ctx caddy.Context) error {
 }
 
 // autoName is the generated name of a handler without one: the backend and
-// a hash of the storage config, stable across reloads, with "-2", "-3", …
-// for further handlers on the same storage in one config. Call with the
-// registry locked.
-func autoName(backend string, storageRaw []byte, cfg context.Context) string {
-	sum := sha256.Sum256(storageRaw)
-	base := backend + "-" + hex.EncodeToString(sum[:4])
-	name := base
-	for n := 2; ; n++ {
-		taken := false
-		for _, r := range registry.list {
-			if r.name == name && r.cfg == cfg {
-				taken = true
-				break
-			}
-		}
-		if !taken {
-			return name
-		}
-		name = base + "-" + strconv.Itoa(n)
-	}
+// a hash of its storage identity, stable across reloads and restarts, and
+// the same for every handler on that store.
+func autoName(backend, storageID string) string {
+	sum := sha256.Sum256([]byte(storageID))
+	return backend + "-" + hex.EncodeToString(sum[:4])
 }
 
 // cleanupOps unregisters the handler; safe when provisioning failed.

@@ -309,14 +309,39 @@ func KeepFor(h http.Header, cc Directives, d Defaults, revalidate time.Duration)
 		}
 		keep = max(swr, sie)
 	}
-	if hasValidator(h) {
+	if HasValidator(h) {
 		keep = max(keep, revalidate)
 	}
 	return max(keep, 0)
 }
 
-// hasValidator reports whether a response header carries ETag or
-// Last-Modified.
-func hasValidator(h http.Header) bool {
-	return len(h.Values("Etag")) > 0 || len(h.Values("Last-Modified")) > 0
+// HasValidator reports whether a response header carries a validator that
+// a conditional request can use (RFC 9110 §8.8): a non-empty ETag or
+// Last-Modified. An empty field gives nothing to send back.
+func HasValidator(h http.Header) bool {
+	return h.Get("Etag") != "" || h.Get("Last-Modified") != ""
+}
+
+// CurrentAge is the current_age of RFC 9111 §4.2.3 of a response stored
+// with corrected_initial_age initialAge when its header arrived at
+// responseTime.
+func CurrentAge(initialAge time.Duration, responseTime, now time.Time) time.Duration {
+	return max(initialAge+now.Sub(responseTime), 0)
+}
+
+// NotModifiedField reports whether a 304 sent to a client keeps the stored
+// response's field k (canonical name): the fields RFC 9110 §15.4.5 says a
+// 304 carries, plus Last-Modified, Age and Cache-Status.
+func NotModifiedField(k string) bool {
+	switch k {
+	case "Cache-Control", "Content-Location", "Date", "Etag", "Expires", "Vary", "Age", "Cache-Status", "Last-Modified":
+		return true
+	}
+	return false
+}
+
+// BodyAllowed reports whether a response with this status has a body
+// (RFC 9110 §6.4.1): not 1xx, 204 or 304.
+func BodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
 }

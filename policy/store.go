@@ -105,7 +105,7 @@ func Storable(reqHeader http.Header, reqCC Directives, status int, respHeader ht
 	if rules.ForcedTTL {
 		return true, ""
 	}
-	validator := hasValidator(respHeader)
+	validator := HasValidator(respHeader)
 	if respCC.NoCache && !validator {
 		return false, "no-cache without validator"
 	}

@@ -200,3 +200,13 @@ func (e *Entry) Meta() *Entry {
 type HealthLogger interface {
 	LogsHealth() bool
 }
+
+// Identifier is implemented by stores that can say which data they reach,
+// whatever the spelling of their config: e.g. "sqlite:" and the absolute
+// path of the file, or the Redis servers, database and key prefix. Two
+// modules with the same identity read and write the same entries. It must
+// not contain secrets in clear (hash them). The handler derives its default
+// name, its key scope and the hot tier it shares from it.
+type Identifier interface {
+	StorageIdentity() string
+}

@@ -426,3 +426,10 @@ var (
 	_ storage.Expirer       = (*DynamoDB)(nil)
 	_ caddy.Destructor      = (*table)(nil)
 )
+
+// StorageIdentity implements storage.Identifier: the data this module
+// reaches, the key of its shared state (secrets hashed). Empty before
+// Provision.
+func (d *DynamoDB) StorageIdentity() string { return d.poolKey }
+
+var _ storage.Identifier = (*DynamoDB)(nil)

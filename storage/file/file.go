@@ -205,3 +205,10 @@ var (
 	_ storage.Expirer       = (*File)(nil)
 	_ caddy.Destructor      = (*Dir)(nil)
 )
+
+// StorageIdentity implements storage.Identifier: the data this module
+// reaches, the key of its shared state (secrets hashed). Empty before
+// Provision.
+func (f *File) StorageIdentity() string { return f.poolKey }
+
+var _ storage.Identifier = (*File)(nil)

@@ -228,3 +228,10 @@ var (
 	_ storage.Expirer       = (*GridFS)(nil)
 	_ caddy.Destructor      = (*bucket)(nil)
 )
+
+// StorageIdentity implements storage.Identifier: the data this module
+// reaches, the key of its shared state (secrets hashed). Empty before
+// Provision.
+func (g *GridFS) StorageIdentity() string { return g.poolKey }
+
+var _ storage.Identifier = (*GridFS)(nil)

@@ -339,3 +339,10 @@ var (
 	_ storage.Store         = (*Cache)(nil)
 	_ caddy.Destructor      = (*Cache)(nil)
 )
+
+// StorageIdentity implements storage.Identifier: the data this module
+// reaches, the key of its shared state (secrets hashed). Empty before
+// Provision.
+func (m *Memory) StorageIdentity() string { return m.poolKey }
+
+var _ storage.Identifier = (*Memory)(nil)

@@ -212,3 +212,10 @@ var (
 	_ storage.Expirer       = (*MongoDB)(nil)
 	_ caddy.Destructor      = (*collection)(nil)
 )
+
+// StorageIdentity implements storage.Identifier: the data this module
+// reaches, the key of its shared state (secrets hashed). Empty before
+// Provision.
+func (m *MongoDB) StorageIdentity() string { return m.poolKey }
+
+var _ storage.Identifier = (*MongoDB)(nil)

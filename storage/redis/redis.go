@@ -576,3 +576,10 @@ var (
 	_ json.Marshaler     = TLSConfig{}
 	_ json.Unmarshaler   = (*TLSConfig)(nil)
 )
+
+// StorageIdentity implements storage.Identifier: the data this module
+// reaches, the key of its shared state (secrets hashed). Empty before
+// Provision.
+func (r *Redis) StorageIdentity() string { return r.poolKey + "|" + r.prefix }
+
+var _ storage.Identifier = (*Redis)(nil)

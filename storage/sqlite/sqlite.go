@@ -247,3 +247,10 @@ var (
 	_ storage.Expirer       = (*SQLite)(nil)
 	_ caddy.Destructor      = (*DB)(nil)
 )
+
+// StorageIdentity implements storage.Identifier: the data this module
+// reaches, the key of its shared state (secrets hashed). Empty before
+// Provision.
+func (s *SQLite) StorageIdentity() string { return s.poolKey }
+
+var _ storage.Identifier = (*SQLite)(nil)
