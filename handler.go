@@ -887,4 +887,3 @@ func (h *Handler) storageContext(ctx context.Context) (context.Context, context.
 	}
 	return context.WithTimeout(ctx, time.Duration(h.StorageTimeout))
 }
-

@@ -205,7 +205,7 @@ type Handler struct {
 	allowHEAD    bool
 	flights      *flightGroup
 	uncacheable  *passMemo
-	quietStorage bool // the store logs its own outages (storage.HealthLogger)
+	quietStorage bool         // the store logs its own outages (storage.HealthLogger)
 	health       *storeHealth // storecalls.go
 	now          func() time.Time
 	ops          *ops // registry name, metrics, tags, purge (registry.go)

@@ -6,7 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sort"
-		"sync"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
