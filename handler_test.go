@@ -26,6 +26,9 @@ type testEnv struct {
 	hits   atomic.Int64
 	origin func(w http.ResponseWriter, r *http.Request, n int64) error
 	clock  *fakeClock
+	// prep, when set, changes each request before the handler sees it
+	// (e.g. a rewrite, as Caddy's rewrite handlers do)
+	prep func(r *http.Request) *http.Request
 }
 
 type fakeClock struct {
@@ -73,6 +76,9 @@ func newEnv(t *testing.T, config string, origin func(w http.ResponseWriter, r *h
 		repl := caddy.NewReplacer()
 		ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
 		r = r.WithContext(ctx)
+		if env.prep != nil {
+			r = env.prep(r)
+		}
 		err := h.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
 			n := env.hits.Add(1)
 			return env.origin(w, r, n)

@@ -179,7 +179,7 @@ func normalizeHost(hostport, scheme string) string {
 
 // normalTarget returns path and query in the one normal form used by keys,
 // purges and invalidation (RFC 3986 §6.2.2): percent-encoded unreserved
-// characters decoded (/p%41th = /pAth), other percent-encodings in upper
+// characters but the dot decoded (/p%41th = /pAth), other percent-encodings in upper
 // case, an empty path as "/", an empty query dropped (/x? = /x), and the
 // ignored parameters removed. Parameters are split at '&' and at ';' (as
 // many origins split them), so that "id=1&utm_x=1;id=2" can never lose its
@@ -242,8 +242,10 @@ func ignoredParam(part string, ignore []string) bool {
 }
 
 // normalPercent decodes percent-encoded unreserved characters and
-// upper-cases the hex digits of the other percent-encodings. Malformed
-// escapes are kept as they are.
+// upper-cases the hex digits of the other percent-encodings. The dot stays
+// encoded: origins often treat /%2e%2e/ and /../ differently, so an escaped
+// dot segment must never share a key with a real one. Malformed escapes
+// are kept as they are.
 func normalPercent(s string) string {
 	i := strings.IndexByte(s, '%')
 	if i < 0 {
@@ -259,7 +261,7 @@ func normalPercent(s string) string {
 			continue
 		}
 		v := unhex(s[i+1])<<4 | unhex(s[i+2])
-		if isUnreserved(v) {
+		if isUnreserved(v) && v != '.' {
 			b.WriteByte(v)
 		} else {
 			b.WriteByte('%')

@@ -112,6 +112,13 @@ func (p *caddyProcess) stop() {
 
 // siteCaddyfile is a minimal Caddyfile: one site on port with body inside.
 func siteCaddyfile(port int, body string) string {
+	return siteCaddyfileOn("127.0.0.1", port, body)
+}
+
+// siteCaddyfileOn is siteCaddyfile with the site bound to another loopback
+// address: two instances on 127.0.0.1 and 127.0.0.2 can listen on one port,
+// as two machines behind a load balancer do.
+func siteCaddyfileOn(bind string, port int, body string) string {
 	return fmt.Sprintf(`{
 	admin off
 	auto_https off
@@ -119,8 +126,8 @@ func siteCaddyfile(port int, body string) string {
 	skip_install_trust
 }
 http://:%d {
-	bind 127.0.0.1
+	bind %s
 %s
 }
-`, port, body)
+`, port, bind, body)
 }

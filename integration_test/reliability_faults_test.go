@@ -353,7 +353,7 @@ func TestReliabilityTruncatedResponses(t *testing.T) {
 	}
 	notStored := func(t *testing.T, path string) {
 		t.Helper()
-		if _, err := mem.Get(context.Background(), in.site+path); err == nil {
+		if _, err := lookupURL(t, mem, in.site+path); err == nil {
 			t.Fatalf("%s was stored", path)
 		}
 		before := o.hits.Load()

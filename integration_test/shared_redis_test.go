@@ -17,11 +17,13 @@ func TestTwoInstancesShareRedis(t *testing.T) {
 		fmt.Fprintf(w, "generated %d", n)
 	})
 	body := fmt.Sprintf("\tcache {\n\t\tstorage redis %s {\n\t\t\tnamespace %s\n\t\t}\n\t}\n\treverse_proxy %s", rds.URI, t.Name(), o.addr())
-	portA, portB := freePort(t), freePort(t)
-	startCaddyProcess(t, siteCaddyfile(portA, body), t.TempDir(), fmt.Sprintf("127.0.0.1:%d", portA))
-	startCaddyProcess(t, siteCaddyfile(portB, body), t.TempDir(), fmt.Sprintf("127.0.0.1:%d", portB))
-	a := fmt.Sprintf("http://127.0.0.1:%d/shared", portA)
-	b := fmt.Sprintf("http://127.0.0.1:%d/shared", portB)
+	// Two machines behind a load balancer listen on the same port (the
+	// key has the listener's port): here two loopback addresses.
+	port := freePort(t)
+	startCaddyProcess(t, siteCaddyfileOn("127.0.0.1", port, body), t.TempDir(), fmt.Sprintf("127.0.0.1:%d", port))
+	startCaddyProcess(t, siteCaddyfileOn("127.0.0.2", port, body), t.TempDir(), fmt.Sprintf("127.0.0.2:%d", port))
+	a := fmt.Sprintf("http://127.0.0.1:%d/shared", port)
+	b := fmt.Sprintf("http://127.0.0.2:%d/shared", port)
 	// behind a load balancer both instances see the site's one host name
 	wantCacheStatus(t, do(t, http.MethodGet, a, "Host", "www.example.test"), "stored")
 	r := do(t, http.MethodGet, b, "Host", "www.example.test")
