@@ -3,7 +3,9 @@ package cache
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -11,6 +13,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
+
+	"github.com/caddycache/caddy-cache/internal/suggest"
 )
 
 func init() {
@@ -37,11 +41,14 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		ttl <duration>
 //		ttl <path-pattern> <duration|never|no-store>
 //		cache_control respect|ignore
+//		request_cache_control respect|ignore
 //		methods GET [HEAD]
 //		status <codes...>
 //		key {
 //			ignore_query <names or globs...>
 //			headers <fields...>
+//			cookies <names...>
+//			template <placeholders>
 //		}
 //		max_entry_size <size>
 //		max_variants <n>
@@ -65,13 +72,18 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	}
 //
 // Every option may appear once, except ttl with a pattern (one line per
-// rule, first match wins).
+// rule, first match wins). Sizes take units (16MiB, 512KB) and durations
+// Caddy's suffixes (90s, 5m, 2h, 7d), written without a space. A key
+// template containing spaces must be quoted. memory sizes the hot tier in
+// front of the other backends; with storage memory, size that store with
+// its max_size instead.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
 		return d.Errf("unexpected argument %q: cache takes options in a block", d.Val())
 	}
 	seen := map[string]bool{}
+	var memoryTok caddyfile.Token // where memory was set, for the check after the block
 	for d.NextBlock(0) {
 		opt := d.Val()
 		if opt != "ttl" || d.CountRemainingArgs() == 1 {
@@ -89,6 +101,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = h.parseTTL(d)
 		case "cache_control":
 			err = parseWord(d, &h.CacheControl, "respect", "ignore")
+		case "request_cache_control":
+			err = parseWord(d, &h.RequestCacheControl, "respect", "ignore")
 		case "methods":
 			h.Methods = d.RemainingArgs()
 			if len(h.Methods) == 0 {
@@ -136,31 +150,73 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "purge":
 			err = h.parsePurge(d)
 		case "memory":
-			var raw string
-			if !d.AllArgs(&raw) {
-				return d.ArgErr()
-			}
-			if raw == "off" {
-				h.Memory = -1
-			} else {
-				n, err := humanize.ParseBytes(raw)
-				if err != nil || n == 0 || n > math.MaxInt64 {
-					return d.Errf("memory %q: want a positive size or off", raw)
-				}
-				h.Memory = int64(n)
-			}
+			memoryTok = d.Token()
+			err = h.parseMemory(d)
 		case "store_set_cookie":
 			if d.NextArg() {
 				return d.ArgErr()
 			}
 			h.StoreSetCookie = true
 		default:
-			return d.Errf("unrecognized cache option %q", opt)
+			return unknownOption(d, "cache", opt, cacheOptions)
 		}
 		if err != nil {
 			return err
 		}
 	}
+	if err := validateStorageMemory(h.StorageRaw, h.Memory); err != nil {
+		return errAt(memoryTok, err)
+	}
+	return nil
+}
+
+// cacheOptions, keyOptions and surrogateKeysOptions are the options of
+// the cache block and its sub-blocks, for typo hints
+// (TestCaddyfileOptionsKnown keeps them in step with the parser).
+var (
+	cacheOptions = []string{"storage", "memory", "ttl", "cache_control", "request_cache_control",
+		"methods", "status", "key", "max_entry_size", "max_variants", "lock_timeout", "storage_timeout",
+		"status_header", "store_set_cookie", "stale_while_revalidate", "stale_if_error",
+		"targeted_fields", "forward_targeted", "name", "surrogate_keys", "purge"}
+	keyOptions           = []string{"ignore_query", "headers", "cookies", "template"}
+	surrogateKeysOptions = []string{"headers", "strip"}
+)
+
+// unknownOption is the error for an option the block does not know, with
+// the closest of known as a hint: `unrecognized cache option "storag" (did
+// you mean "storage"?)`.
+func unknownOption(d *caddyfile.Dispenser, block, opt string, known []string) error {
+	return d.Errf("unrecognized %s option %q%s", block, opt, suggest.DidYouMean(opt, known))
+}
+
+// errAt reports err at tok's file and line, as d.Errf does at the
+// dispenser's current token: for a check that can only run once the whole
+// block is read.
+func errAt(tok caddyfile.Token, err error) error {
+	d := caddyfile.NewDispenser([]caddyfile.Token{tok})
+	d.Next()
+	return d.WrapErr(err)
+}
+
+// parseMemory reads `memory <size>|off`.
+func (h *Handler) parseMemory(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		if suggest.Size(args) != "" { // "64 MB"
+			return d.Errf("memory %s", suggest.BadSize(args))
+		}
+		return d.ArgErr()
+	}
+	raw := args[0]
+	if raw == "off" {
+		h.Memory = -1
+		return nil
+	}
+	n, err := humanize.ParseBytes(raw)
+	if err != nil || n == 0 || n > math.MaxInt64 {
+		return d.Errf("memory %q: want off or a size such as 64MiB or 512KB", raw)
+	}
+	h.Memory = int64(n)
 	return nil
 }
 
@@ -169,6 +225,9 @@ func (h *Handler) parseStorage(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	name := d.Val()
+	if known := storageBackends(); !slices.Contains(known, name) {
+		return d.Err(unknownBackend(name, known))
+	}
 	modID := "http.handlers.cache.storage." + name
 	unm, err := caddyfile.UnmarshalModule(d, modID)
 	if err != nil {
@@ -178,19 +237,55 @@ func (h *Handler) parseStorage(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+// storageBackends returns the names of the registered storage modules,
+// sorted.
+func storageBackends() []string {
+	var names []string
+	for _, m := range caddy.GetModules("http.handlers.cache.storage") {
+		names = append(names, m.ID.Name())
+	}
+	slices.Sort(names)
+	return names
+}
+
+// unknownBackend explains that no storage module is called name:
+// `storage "redsi": unknown backend; registered: file, memory, redis,
+// sqlite (did you mean "redis"?)`.
+func unknownBackend(name string, known []string) string {
+	hint := suggest.DidYouMean(name, known)
+	if hint == "" && strings.ContainsAny(name, "/\\.") {
+		hint = "; a path goes after the backend's name, e.g. storage sqlite " + name
+	}
+	return fmt.Sprintf("storage %q: unknown backend; registered: %s%s", name, strings.Join(known, ", "), hint)
+}
+
 func (h *Handler) parseTTL(d *caddyfile.Dispenser) error {
 	args := d.RemainingArgs()
+	switch {
+	case len(args) == 2 && suggest.Duration(args) != "": // ttl 5 min
+		return d.Errf("ttl %s", suggest.BadDuration(args))
+	case len(args) == 3 && suggest.Duration(args[1:]) != "": // ttl /x/* 5 min
+		return d.Errf("ttl %s %s", args[0], suggest.BadDuration(args[1:]))
+	}
 	switch len(args) {
 	case 1:
 		v, err := caddy.ParseDuration(args[0])
 		if err != nil {
-			return d.Errf("ttl %q: %v", args[0], err)
+			return d.Errf("ttl %s", suggest.BadDuration(args))
 		}
 		if v <= 0 {
 			return d.Errf("ttl %q: must be positive", args[0])
 		}
 		h.TTL = caddy.Duration(v)
 	case 2:
+		if t := args[1]; t != "never" && t != "no-store" {
+			if _, err := caddy.ParseDuration(t); err != nil {
+				if suggest.Duration(args[1:]) != "" { // ttl /x/* 5min
+					return d.Errf("ttl %s %s", args[0], suggest.BadDuration(args[1:]))
+				}
+				return d.Errf("ttl %s %q: want a duration (such as 5m or 7d), never or no-store", args[0], t)
+			}
+		}
 		r := TTLRule{Match: args[0], TTL: args[1]}
 		if err := r.parse(); err != nil {
 			return d.Err(err.Error())
@@ -215,21 +310,35 @@ func (h *Handler) parseKey(d *caddyfile.Dispenser) error {
 	seen := map[string]bool{}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
+		if !slices.Contains(keyOptions, opt) {
+			return unknownOption(d, "key", opt, keyOptions)
+		}
 		if seen[opt] {
 			return d.Errf("key %s specified more than once", opt)
 		}
 		seen[opt] = true
 		args := d.RemainingArgs()
+		if opt == "template" && len(args) != 1 {
+			return d.Errf("key template takes exactly one argument (quote a template that contains spaces)")
+		}
 		if len(args) == 0 {
-			return d.ArgErr()
+			return d.Errf("key %s: want at least one name", opt)
 		}
 		switch opt {
 		case "ignore_query":
 			h.Key.IgnoreQuery = args
 		case "headers":
 			h.Key.Headers = args
-		default:
-			return d.Errf("unrecognized key option %q", opt)
+		case "cookies":
+			if err := checkKeyCookies(args); err != nil {
+				return d.WrapErr(err)
+			}
+			h.Key.Cookies = args
+		case "template":
+			if err := checkKeyTemplate(args[0]); err != nil {
+				return d.WrapErr(err)
+			}
+			h.Key.Template = args[0]
 		}
 	}
 	return nil
@@ -242,25 +351,28 @@ func parseWord(d *caddyfile.Dispenser, dst *string, allowed ...string) error {
 	if !d.AllArgs(&v) {
 		return d.ArgErr()
 	}
-	for _, a := range allowed {
-		if v == a {
-			*dst = v
-			return nil
-		}
+	if slices.Contains(allowed, v) {
+		*dst = v
+		return nil
 	}
-	return d.Errf("%s %q: want one of %v", opt, v, allowed)
+	want := strings.Join(allowed[:len(allowed)-1], ", ") + " or " + allowed[len(allowed)-1]
+	return d.Errf("%s %q: want %s%s", opt, v, want, suggest.DidYouMean(v, allowed))
 }
 
 // parseDuration reads exactly one duration argument.
 func parseDuration(d *caddyfile.Dispenser, dst *caddy.Duration, allowZero bool) error {
 	opt := d.Val()
-	var raw string
-	if !d.AllArgs(&raw) {
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		if suggest.Duration(args) != "" { // "3 sec"
+			return d.Errf("%s %s", opt, suggest.BadDuration(args))
+		}
 		return d.ArgErr()
 	}
+	raw := args[0]
 	v, err := caddy.ParseDuration(raw)
 	if err != nil {
-		return d.Errf("%s %q: %v", opt, raw, err)
+		return d.Errf("%s %s", opt, suggest.BadDuration(args))
 	}
 	if v < 0 || (v == 0 && !allowZero) {
 		return d.Errf("%s %q: must be positive", opt, raw)
@@ -272,19 +384,26 @@ func parseDuration(d *caddyfile.Dispenser, dst *caddy.Duration, allowZero bool) 
 	return nil
 }
 
-// parseSize reads exactly one size argument ("16MiB", "1GB", "1048576").
+// parseSize reads exactly one positive size argument ("16MiB", "1GB",
+// "1048576").
 func parseSize(d *caddyfile.Dispenser, dst *int64) error {
 	opt := d.Val()
-	var raw string
-	if !d.AllArgs(&raw) {
+	args := d.RemainingArgs()
+	if len(args) != 1 {
+		if suggest.Size(args) != "" { // "10 MB"
+			return d.Errf("%s %s", opt, suggest.BadSize(args))
+		}
 		return d.ArgErr()
 	}
+	raw := args[0]
 	n, err := humanize.ParseBytes(raw)
-	if err == nil && (n == 0 || n > math.MaxInt64) {
-		err = fmt.Errorf("must be a positive size")
-	}
-	if err != nil {
-		return d.Errf("%s %q: %v", opt, raw, err)
+	switch {
+	case err != nil:
+		return d.Errf("%s %s", opt, suggest.BadSize(args))
+	case n == 0:
+		return d.Errf("%s %q: must be a positive size", opt, raw)
+	case n > math.MaxInt64:
+		return d.Errf("%s %q: too large", opt, raw)
 	}
 	*dst = int64(n)
 	return nil
@@ -298,11 +417,8 @@ func parseInt(d *caddyfile.Dispenser, dst *int) error {
 		return d.ArgErr()
 	}
 	n, err := strconv.Atoi(raw)
-	if err == nil && n <= 0 {
-		err = fmt.Errorf("must be positive")
-	}
-	if err != nil {
-		return d.Errf("%s %q: %v", opt, raw, err)
+	if err != nil || n <= 0 {
+		return d.Errf("%s %q: want a positive integer", opt, raw)
 	}
 	*dst = n
 	return nil

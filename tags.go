@@ -256,7 +256,7 @@ func (h *Handler) parseSurrogateKeys(d *caddyfile.Dispenser) error {
 				return d.Errf("surrogate_keys strip %q: want on or off", v)
 			}
 		default:
-			return d.Errf("unrecognized surrogate_keys option %q", opt)
+			return unknownOption(d, "surrogate_keys", opt, surrogateKeysOptions)
 		}
 	}
 	return nil
