@@ -813,3 +813,76 @@ func TestPurgeByTagUsesIndex(t *testing.T) {
 	}
 	wantStatus(t, env.get("/j?k=x"), "hit")
 }
+
+// outcomeOf maps the Cache-Status of a response to the explain outcome it
+// stands for.
+func outcomeOf(cs string) string {
+	switch {
+	case strings.Contains(cs, "fwd=bypass"):
+		return outcomeBypass
+	case strings.Contains(cs, "; hit") && (strings.Contains(cs, "detail=") || strings.Contains(cs, "ttl=-")):
+		return outcomeStale
+	case strings.Contains(cs, "; hit"):
+		return outcomeHit
+	case strings.Contains(cs, "fwd-status="):
+		return outcomeRevalidate
+	}
+	return outcomeMiss
+}
+
+// explain and ServeHTTP make one decision: for every outcome, what explain
+// says is what the next request gets.
+func TestExplainAgreesWithHandler(t *testing.T) {
+	env := opsEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		switch r.URL.Path {
+		case "/etag":
+			w.Header().Set("Cache-Control", "max-age=60")
+			w.Header().Set("ETag", `"v1"`)
+			if r.Header.Get("If-None-Match") == `"v1"` {
+				w.WriteHeader(http.StatusNotModified)
+				return nil
+			}
+		case "/swr":
+			w.Header().Set("Cache-Control", "max-age=60, stale-while-revalidate=600")
+		case "/plain": // kept an hour past freshness (for stale-if-error)
+			w.Header().Set("Cache-Control", "max-age=60, stale-if-error=3600")
+		}
+		fmt.Fprint(w, "x")
+		return nil
+	})
+	cases := []struct {
+		name    string
+		advance time.Duration // before explain, from the first store
+		path    string
+		hdr     []string
+		want    string
+	}{
+		{"fresh", 10 * time.Second, "/plain", nil, outcomeHit},
+		{"not stored yet", 0, "/new", nil, outcomeMiss},
+		{"request no-cache, validator", 10 * time.Second, "/etag", []string{"Cache-Control", "no-cache"}, outcomeRevalidate},
+		{"request max-age=0", 10 * time.Second, "/plain", []string{"Cache-Control", "max-age=0"}, outcomeMiss},
+		{"stale, validator", 70 * time.Second, "/etag", nil, outcomeRevalidate},
+		{"stale, no validator", 70 * time.Second, "/plain", nil, outcomeMiss},
+		{"stale, max-stale", 70 * time.Second, "/plain", []string{"Cache-Control", "max-stale=60"}, outcomeStale},
+		{"RFC 5861 stale-while-revalidate window", 70 * time.Second, "/swr", nil, outcomeStale},
+		{"upgrade", 0, "/plain", []string{"Upgrade", "websocket"}, outcomeBypass},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := fmt.Sprintf("%s?case=%d", tc.path, i)
+			if tc.path != "/new" {
+				env.get(p)
+			}
+			env.clock.Advance(tc.advance)
+			defer env.clock.Advance(-tc.advance)
+			got := explainOne(t, env, p, tc.hdr...)
+			if got.Outcome != tc.want {
+				t.Fatalf("explain: %s (%s), want %s", got.Outcome, got.Reason, tc.want)
+			}
+			cs := env.get(p, tc.hdr...).header.Get("Cache-Status")
+			if served := outcomeOf(cs); served != got.Outcome {
+				t.Fatalf("explain said %s (%s); the handler answered %q (%s)", got.Outcome, got.Reason, cs, served)
+			}
+		})
+	}
+}

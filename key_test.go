@@ -190,3 +190,40 @@ func TestScopeSeparatesNames(t *testing.T) {
 		t.Fatalf("scopes %q %q", a.h.scope, b.h.scope)
 	}
 }
+
+func TestStartupLineAndSharedStoreWarning(t *testing.T) {
+	store := `{"backend":"memory","name":"` + t.Name() + `"}`
+	a := newEnv(t, `{"name": "one", "storage": `+store+`}`, echoPath)
+	fields := map[string]string{}
+	for _, f := range a.h.readyFields(a.h.ops.raw) {
+		fields[f.Key] = f.String
+	}
+	if fields["name"] != "one" || fields["backend"] != "memory" || fields["location"] != "memory "+t.Name() || fields["hot_tier"] != "off" {
+		t.Fatalf("start-up fields %v", fields)
+	}
+	registry.Lock()
+	defer registry.Unlock()
+	var cfg context.Context
+	for _, r := range registry.list {
+		if r.h == a.h {
+			cfg = r.cfg
+		}
+	}
+	if got := sharesStoreWith(a.h.storageID, "two", cfg); got != "one" {
+		t.Fatalf("another name on the same store: warned about %q, want one", got)
+	}
+	if got := sharesStoreWith(a.h.storageID, "one", cfg); got != "" {
+		t.Fatalf("the same name: warned about %q", got)
+	}
+	if got := sharesStoreWith("memory:elsewhere", "two", cfg); got != "" {
+		t.Fatalf("another store: warned about %q", got)
+	}
+}
+
+// storage memory with the hot-tier option is an error, not silence.
+func TestMemoryOptionWithMemoryStore(t *testing.T) {
+	h := &Handler{Memory: 64 << 20, StorageRaw: []byte(`{"backend":"memory","name":"x"}`)}
+	if err := h.Validate(); err == nil || !strings.Contains(err.Error(), "max_size") {
+		t.Fatalf("Validate: %v", err)
+	}
+}

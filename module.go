@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
 	"github.com/caddycache/caddy-cache/policy"
@@ -303,7 +304,31 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.scope = scopeOf(h.ops.name)
 	h.ports = portsOf(h.scope)
 	h.prepKey = h.preparedKey()
+	h.logger.Info("cache handler ready", h.readyFields(mod)...)
 	return nil
+}
+
+// readyFields describe a provisioned handler in its start-up log line:
+// name, backend, where the data is (storage.Locator) and the hot tier.
+func (h *Handler) readyFields(mod any) []zap.Field {
+	location := h.backendName
+	if l, ok := mod.(storage.Locator); ok {
+		location = l.Location()
+	}
+	hot := "off"
+	if h.hot != nil {
+		hot = humanize.IBytes(uint64(h.hotSize()))
+	}
+	return []zap.Field{zap.String("name", h.ops.name), zap.String("backend", h.backendName),
+		zap.String("location", location), zap.String("hot_tier", hot)}
+}
+
+// hotSize is the configured byte size of the hot tier.
+func (h *Handler) hotSize() int64 {
+	if h.Memory > 0 {
+		return h.Memory
+	}
+	return DefaultHotTierSize
 }
 
 // storageIdentity says which data a storage module reaches: the store's own
@@ -341,10 +366,7 @@ func canonicalJSON(raw json.RawMessage) string {
 // hot tier (and it survives reloads), so that a delete or purge through any
 // of them clears it for all; handlers on other stores never share one.
 func (h *Handler) provisionHotTier(ctx caddy.Context) error {
-	size := h.Memory
-	if size == 0 {
-		size = DefaultHotTierSize
-	}
+	size := h.hotSize()
 	id := sha256.Sum256([]byte("hot tier\x00" + h.storageID))
 	cfg, _ := json.Marshal(map[string]any{"name": "hot-" + hex.EncodeToString(id[:8]), "max_size": size})
 	mod, err := ctx.LoadModuleByID("http.handlers.cache.storage.memory", cfg)
@@ -459,6 +481,13 @@ func (h *Handler) Validate() error {
 		return fmt.Errorf("status_header %q: must be a token (no spaces, quotes, ';', ',' or '=')", h.StatusHeader)
 	}
 	if err := h.validateOps(); err != nil {
+		return err
+	}
+	if err := h.validateKeyConfig(); err != nil {
+		return err
+	}
+	// (before Provision loads the storage module, which empties StorageRaw)
+	if err := validateStorageMemory(h.StorageRaw, h.Memory); err != nil {
 		return err
 	}
 	if h.Key != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
 
 	"github.com/caddycache/caddy-cache/storage"
 )
@@ -103,6 +104,10 @@ func (h *Handler) provisionOps(ctx caddy.Context) error {
 			return fmt.Errorf("name %q: already used by a cache handler on another storage in this config (handlers share a name only to share one store)", o.name)
 		}
 	}
+	if other := sharesStoreWith(h.storageID, o.name, ctx.Context); other != "" {
+		h.logger.Warn("two cache handlers share a store under different names: their entries stay apart (purges by one do not reach the other's) while they share its size; give them the same name to share one cache",
+			zap.String("handler", o.name), zap.String("other", other), zap.String("backend", h.backendName))
+	}
 	o.metrics = newHandlerMetrics(o.name)
 	if !h.isMemory {
 		// the in-process memory store answers in ~100 ns: timing it
@@ -113,6 +118,18 @@ func (h *Handler) provisionOps(ctx caddy.Context) error {
 	registry.seq++
 	registry.list = append(registry.list, &registered{h: h, name: o.name, cfg: ctx.Context, seq: registry.seq})
 	return nil
+}
+
+// sharesStoreWith returns the name of another handler of the config cfg on
+// the store storageID under a name other than name, or "". Call with the
+// registry locked.
+func sharesStoreWith(storageID, name string, cfg context.Context) string {
+	for _, r := range registry.list {
+		if r.cfg == cfg && r.name != name && r.h.storageID == storageID {
+			return r.name
+		}
+	}
+	return ""
 }
 
 // autoName is the generated name of a handler without one: the backend and

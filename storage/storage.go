@@ -210,3 +210,10 @@ type HealthLogger interface {
 type Identifier interface {
 	StorageIdentity() string
 }
+
+// Locator is implemented by stores that can say where their data is, in
+// words for a log line: a file path, server addresses and a key prefix, a
+// table. It never contains secrets.
+type Locator interface {
+	Location() string
+}

@@ -432,4 +432,21 @@ var (
 // Provision.
 func (d *DynamoDB) StorageIdentity() string { return d.poolKey }
 
-var _ storage.Identifier = (*DynamoDB)(nil)
+// Location implements storage.Locator, for the handler's start-up log
+// line.
+func (d *DynamoDB) Location() string { return d.location() }
+
+var (
+	_ storage.Identifier = (*DynamoDB)(nil)
+	_ storage.Locator    = (*DynamoDB)(nil)
+)
+
+// location is the endpoint, region and table (the key of the shared
+// client without its credential hash).
+func (d *DynamoDB) location() string {
+	parts := strings.Split(d.poolKey, "|")
+	if len(parts) < 4 {
+		return "dynamodb"
+	}
+	return strings.Join(parts[1:4], " ")
+}

@@ -13,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -211,4 +212,11 @@ var (
 // Provision.
 func (f *File) StorageIdentity() string { return f.poolKey }
 
-var _ storage.Identifier = (*File)(nil)
+// Location implements storage.Locator, for the handler's start-up log
+// line.
+func (f *File) Location() string { return strings.TrimPrefix(f.poolKey, "file:") }
+
+var (
+	_ storage.Identifier = (*File)(nil)
+	_ storage.Locator    = (*File)(nil)
+)

@@ -234,4 +234,11 @@ var (
 // Provision.
 func (g *GridFS) StorageIdentity() string { return g.poolKey }
 
-var _ storage.Identifier = (*GridFS)(nil)
+// Location implements storage.Locator, for the handler's start-up log
+// line.
+func (g *GridFS) Location() string { return mongoconn.Location(g.poolKey) }
+
+var (
+	_ storage.Identifier = (*GridFS)(nil)
+	_ storage.Locator    = (*GridFS)(nil)
+)

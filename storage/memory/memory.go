@@ -345,4 +345,11 @@ var (
 // Provision.
 func (m *Memory) StorageIdentity() string { return m.poolKey }
 
-var _ storage.Identifier = (*Memory)(nil)
+// Location implements storage.Locator, for the handler's start-up log
+// line.
+func (m *Memory) Location() string { return "memory " + m.Name }
+
+var (
+	_ storage.Identifier = (*Memory)(nil)
+	_ storage.Locator    = (*Memory)(nil)
+)

@@ -218,4 +218,11 @@ var (
 // Provision.
 func (m *MongoDB) StorageIdentity() string { return m.poolKey }
 
-var _ storage.Identifier = (*MongoDB)(nil)
+// Location implements storage.Locator, for the handler's start-up log
+// line.
+func (m *MongoDB) Location() string { return mongoconn.Location(m.poolKey) }
+
+var (
+	_ storage.Identifier = (*MongoDB)(nil)
+	_ storage.Locator    = (*MongoDB)(nil)
+)

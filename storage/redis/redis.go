@@ -582,4 +582,23 @@ var (
 // Provision.
 func (r *Redis) StorageIdentity() string { return r.poolKey + "|" + r.prefix }
 
-var _ storage.Identifier = (*Redis)(nil)
+// Location implements storage.Locator, for the handler's start-up log
+// line.
+func (r *Redis) Location() string { return r.location() }
+
+var (
+	_ storage.Identifier = (*Redis)(nil)
+	_ storage.Locator    = (*Redis)(nil)
+)
+
+// location is the servers, database and namespace, without credentials.
+func (r *Redis) location() string {
+	addrs := strings.Join(r.Addresses, ",")
+	if addrs == "" {
+		addrs = DefaultAddress
+		if u, err := url.Parse(r.URL); r.URL != "" && err == nil {
+			addrs = u.Host // without the credentials
+		}
+	}
+	return fmt.Sprintf("%s db %d namespace %s", addrs, r.DB, r.Namespace)
+}

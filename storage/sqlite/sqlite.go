@@ -253,4 +253,11 @@ var (
 // Provision.
 func (s *SQLite) StorageIdentity() string { return s.poolKey }
 
-var _ storage.Identifier = (*SQLite)(nil)
+// Location implements storage.Locator, for the handler's start-up log
+// line.
+func (s *SQLite) Location() string { return strings.TrimPrefix(s.poolKey, "sqlite:") }
+
+var (
+	_ storage.Identifier = (*SQLite)(nil)
+	_ storage.Locator    = (*SQLite)(nil)
+)

@@ -290,3 +290,14 @@ func CheckCollectionName(s string) error {
 	}
 	return nil
 }
+
+// Location turns a pool key made with Key (plus "|database|collection" or
+// "|gridfs|database|bucket") into words without credentials: the URI as
+// Display shows it and the database and collection or bucket.
+func Location(poolKey string) string {
+	parts := strings.Split(poolKey, "|")
+	if len(parts) < 5 {
+		return "mongodb"
+	}
+	return parts[1] + " " + strings.Join(parts[4:], ".")
+}
