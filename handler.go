@@ -61,6 +61,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return h.bypass(w, r, next, "key-too-long")
 	}
 	x := &exchange{h: h, w: w, r: r, next: next, key: key, reqCC: h.requestDirectives(r)}
+	// A handler before the cache (the header directive, which the
+	// directive order runs first) wrote Cache-Control into the response
+	// already: the origin's value is added to it, not replacing it.
+	x.presetCC = len(w.Header()["Cache-Control"]) > 0
 	x.repl, _ = r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	return x.serve()
 }
@@ -149,9 +153,10 @@ type exchange struct {
 	next caddyhttp.Handler
 	repl *caddy.Replacer
 
-	key   string // primary key
-	reqCC policy.Directives
-	now   time.Time // when the request arrived
+	key      string // primary key
+	reqCC    policy.Directives
+	presetCC bool      // Cache-Control was in the response header before the cache ran
+	now      time.Time // when the request arrived
 
 	// what the lookup found
 	stored    *storage.Entry // usable stored response (maybe stale)
@@ -535,6 +540,9 @@ func (x *exchange) decide(status int, hdr http.Header) captureMode {
 		}
 		if detail == "" {
 			detail = x.detail
+		}
+		if !stored && x.presetCC && detail != "" {
+			detail += "; Cache-Control set before the cache ran"
 		}
 		if detail != "" {
 			cs += "; detail=" + strconv.Quote(detail)

@@ -8,6 +8,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/caddycache/caddy-cache/storage"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
@@ -225,5 +228,46 @@ func TestMemoryOptionWithMemoryStore(t *testing.T) {
 	h := &Handler{Memory: 64 << 20, StorageRaw: []byte(`{"backend":"memory","name":"x"}`)}
 	if err := h.Validate(); err == nil || !strings.Contains(err.Error(), "max_size") {
 		t.Fatalf("Validate: %v", err)
+	}
+}
+
+// A Cache-Control written before the cache ran (the header directive,
+// ordered before cache) is named in the detail of what it caused.
+func TestCacheControlSetBeforeCache(t *testing.T) {
+	env := newEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		w.Header().Add("Cache-Control", "max-age=0") // the origin's, added to the preset one
+		fmt.Fprint(w, "x")
+		return nil
+	})
+	// the handler sees a header map with Cache-Control already set
+	rec := httptest.NewRecorder()
+	rec.Header().Set("Cache-Control", "max-age=3600")
+	req := httptest.NewRequest("GET", "/p", nil)
+	if err := env.h.ServeHTTP(rec, req, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		return env.origin(w, r, 1)
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if cs := rec.Header().Get("Cache-Status"); !strings.Contains(cs, "Cache-Control set before the cache ran") {
+		t.Fatalf("Cache-Status %q does not say Cache-Control was set before the cache", cs)
+	}
+	// without a preset field the detail is the plain reason
+	if cs := env.get("/q").header.Get("Cache-Status"); strings.Contains(cs, "before the cache") {
+		t.Fatalf("Cache-Status %q", cs)
+	}
+}
+
+// Entries under another key format (the unscoped keys of earlier
+// versions) are never read.
+func TestOldKeyFormatNotServed(t *testing.T) {
+	env := newEnv(t, "", echoPath)
+	old := &storage.Entry{Kind: storage.KindResponse, URL: env.srv.URL + "/old", Status: 200,
+		Header: http.Header{"Cache-Control": {"max-age=600"}}, Body: []byte("old format"),
+		ResponseTime: time.Now(), Lifetime: 10 * time.Minute, Expires: time.Now().Add(time.Hour)}
+	if err := env.h.store.Put(context.Background(), env.srv.URL+"/old", old); err != nil {
+		t.Fatal(err)
+	}
+	if r := env.get("/old"); r.body == "old format" || strings.Contains(r.header.Get("Cache-Status"), "hit") {
+		t.Fatalf("an old-format entry was served: %q %q", r.body, r.header.Get("Cache-Status"))
 	}
 }
