@@ -158,6 +158,8 @@ type exchange struct {
 	presetCC bool      // Cache-Control was in the response header before the cache ran
 	now      time.Time // when the request arrived
 
+	indexVary []string // the selecting names of the URL's Vary index, when the lookup found one
+
 	// what the lookup found
 	stored    *storage.Entry // usable stored response (maybe stale)
 	storedKey string         // its key: key, or a variant key
@@ -354,6 +356,7 @@ func (x *exchange) find(ctx context.Context, hotOnly bool) (*storage.Entry, stri
 	}
 	key := x.key
 	if e.Kind == storage.KindVary {
+		x.indexVary = e.Vary
 		key = x.h.variantLookupKey(x.key, e.Vary, x.r)
 		if e, err = get(key); err != nil {
 			return nil, "", "vary-miss", err
@@ -703,6 +706,13 @@ func (x *exchange) store(body []byte) {
 	e.Prepared = h.prepare(e)
 	ctx, cancel := h.storageContext(context.WithoutCancel(x.r.Context()))
 	defer cancel()
+	if n := len(x.indexVary); n > 0 && x.indexVary[n-1] == rewriteField && !contains(e.Vary, rewriteField) &&
+		slices.Equal(x.indexVary[:n-1], e.Vary) {
+		// The URL has rewritten variants: the response to the request
+		// without a rewrite joins them (rewritten target "") instead of
+		// replacing their index.
+		e.Vary = slices.Clone(x.indexVary)
+	}
 	key := x.key
 	if len(e.Vary) > 0 {
 		var vals map[string]string

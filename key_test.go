@@ -116,10 +116,20 @@ func TestRewrittenTargetSelectsAVariant(t *testing.T) {
 		t.Fatalf("mobile hit %q", r.body)
 	}
 	// the desktop copy was replaced by the variant index (one URL, two
-	// rewrites): it is fetched again, never served the mobile body
-	if r := env.get("/page"); r.body == "/m/page #2" {
-		t.Fatalf("desktop got the mobile body %q", r.body)
+	// rewrites): it is fetched once more, never served the mobile body,
+	// and then joins the index: both are hits from then on
+	if r := env.get("/page"); r.body != "/page #3" {
+		t.Fatalf("desktop got %q", r.body)
 	}
+	for i := 0; i < 2; i++ {
+		d, m := env.get("/page"), env.get("/page", "X-Mobile", "1")
+		wantStatus(t, d, "hit")
+		wantStatus(t, m, "hit")
+		if d.body != "/page #3" || m.body != "/m/page #2" {
+			t.Fatalf("round %d: desktop %q, mobile %q", i, d.body, m.body)
+		}
+	}
+	env.wantHits(3)
 }
 
 func TestKeyCookies(t *testing.T) {
