@@ -51,7 +51,7 @@ func TestNormalizeVaryValue(t *testing.T) {
 		{"9111 §4.1 Accept-Encoding lower-cased", "accept-encoding", []string{"GZip,BR"}, "br, gzip"},
 		{"9111 §4.1 Accept-Encoding across lines", "Accept-Encoding", []string{"gzip", "br,,deflate"}, "br, deflate, gzip"},
 		{"9111 §4.1 Accept-Encoding parameters whitespace", "Accept-Encoding", []string{"gzip ; q = 1.0, br;q=0.5"}, "br;q=0.5, gzip;q=1.0"},
-		{"9111 §4.1 Accept media ranges", "Accept", []string{"Text/HTML,  application/json ;  q=0.9"}, "application/json;q=0.9, text/html"},
+		{"9111 §4.1 Accept media ranges", "Accept", []string{"Text/HTML,  application/json ;  q=0.9"}, "text/html, application/json;q=0.9"},
 		{"9111 §4.1 Accept-Language", "Accept-Language", []string{"en-US, fr;q=0.5"}, "en-us, fr;q=0.5"},
 		{"9111 §4.1 Accept-Charset", "Accept-Charset", []string{"UTF-8"}, "utf-8"},
 	}
@@ -80,6 +80,65 @@ func TestNormalizeVaryValue(t *testing.T) {
 		if NormalizeVaryValue("X-Foo", nil) == NormalizeVaryValue("X-Foo", []string{"x"}) {
 			t.Error("absent matched a value")
 		}
+	})
+}
+
+// Order carries preference among equal quality values in Accept-Language,
+// Accept and Accept-Charset, so only whitespace and case are normalised and
+// the elements are ordered by q-value with a stable sort; Accept-Encoding
+// stays a set.
+func TestNormalizeVaryValueOrder(t *testing.T) {
+	tests := []struct {
+		name   string
+		field  string
+		values []string
+		want   string
+	}{
+		{"9110 §12.5.4 Accept-Language order kept among equal q", "Accept-Language", []string{"fr, en"}, "fr, en"},
+		{"9110 §12.5.4 Accept-Language order kept, other order", "Accept-Language", []string{"en, fr"}, "en, fr"},
+		{"9110 §12.5.4 Accept-Language whitespace and case only", "Accept-Language", []string{" FR ,en-GB ;  q=1"}, "fr, en-gb;q=1"},
+		{"9110 §12.5.4 Accept-Language across field lines keeps line order", "Accept-Language", []string{"fr", "en"}, "fr, en"},
+		{"9110 §12.4.2 higher q first", "Accept-Language", []string{"en;q=0.5, fr"}, "fr, en;q=0.5"},
+		{"9110 §12.4.2 stable among equal q", "Accept-Language", []string{"de;q=0.5, en, es;q=0.5, fr"}, "en, fr, de;q=0.5, es;q=0.5"},
+		{"9110 §12.4.2 missing q is 1, q=1.000 too", "Accept-Language", []string{"fr;q=1.000, en"}, "fr;q=1.000, en"},
+		{"9110 §12.4.2 q=0 last", "Accept-Language", []string{"*;q=0, fr;q=0.001"}, "fr;q=0.001, *;q=0"},
+		{"9110 §12.4.2 Q is case-insensitive", "Accept-Language", []string{"en;Q=0.2, fr;q=0.9"}, "fr;q=0.9, en;q=0.2"},
+		{"9110 §12.4.2 invalid q: order kept as sent", "Accept-Language", []string{"en;q=2, fr;q=0.5, de"}, "en;q=2, fr;q=0.5, de"},
+		{"9110 §12.4.2 invalid q: more than 3 decimals", "Accept-Language", []string{"en;q=0.1234, fr"}, "en;q=0.1234, fr"},
+		{"9110 §12.5.1 Accept order kept among equal q", "Accept", []string{"text/html, application/json"}, "text/html, application/json"},
+		{"9110 §12.5.1 Accept q sorts, parameters before q stay", "Accept", []string{"text/html;level=1;q=0.5, application/json"}, "application/json, text/html;level=1;q=0.5"},
+		{"9110 §12.5.2 Accept-Charset order kept among equal q", "Accept-Charset", []string{"UTF-8, iso-8859-1"}, "utf-8, iso-8859-1"},
+		{"9110 §12.5.3 Accept-Encoding stays a set", "Accept-Encoding", []string{"gzip, br"}, "br, gzip"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := NormalizeVaryValue(tt.field, tt.values); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+	same := func(t *testing.T, field string, a, b []string, want bool) {
+		t.Helper()
+		na, nb := NormalizeVaryValue(field, a), NormalizeVaryValue(field, b)
+		if (na == nb) != want {
+			t.Errorf("%s %q -> %q and %q -> %q: same=%v, want %v", field, a, na, b, nb, na == nb, want)
+		}
+	}
+	t.Run("9110 §12.5.4 en, fr and fr, en are different variants", func(t *testing.T) {
+		same(t, "Accept-Language", []string{"en, fr"}, []string{"fr, en"}, false)
+	})
+	t.Run("9110 §12.5.4 en,fr and en, fr are one variant", func(t *testing.T) {
+		same(t, "Accept-Language", []string{"en,fr"}, []string{"en, fr"}, true)
+		same(t, "Accept-Language", []string{"EN ,Fr"}, []string{"en, fr"}, true)
+	})
+	t.Run("9110 §12.4.2 same preferences written in another order are one variant", func(t *testing.T) {
+		same(t, "Accept-Language", []string{"en;q=0.5, fr"}, []string{"fr, en;q=0.5"}, true)
+	})
+	t.Run("9110 §12.5.1 Accept order among equal q selects another variant", func(t *testing.T) {
+		same(t, "Accept", []string{"text/html, application/json"}, []string{"application/json, text/html"}, false)
+	})
+	t.Run("9110 §12.5.3 Accept-Encoding order does not matter", func(t *testing.T) {
+		same(t, "Accept-Encoding", []string{"gzip, br"}, []string{"br, gzip"}, true)
 	})
 }
 
