@@ -158,7 +158,8 @@ type exchange struct {
 	presetCC bool      // Cache-Control was in the response header before the cache ran
 	now      time.Time // when the request arrived
 
-	indexVary []string // the selecting names of the URL's Vary index, when the lookup found one
+	indexVary  []string    // the selecting names of the URL's Vary index, when the lookup found one
+	passHeader http.Header // fields for this client only, never stored (a 304's Set-Cookie)
 
 	// what the lookup found
 	stored    *storage.Entry // usable stored response (maybe stale)
@@ -381,17 +382,22 @@ func (x *exchange) serveStored(e *storage.Entry, age time.Duration, status, deta
 	ageSec := int64(age / time.Second)
 	hdr["Age"] = []string{strconv.FormatInt(ageSec, 10)}
 	ttl := int64((e.Lifetime - age) / time.Second)
+	for k, v := range x.passHeader {
+		hdr[k] = v
+	}
 	var cs string
-	switch status {
-	case statusRevalidated:
+	switch {
+	case status == statusRevalidated && detail == "":
 		cs = h.StatusHeader + "; fwd=stale; fwd-status=304; stored; ttl=" + strconv.FormatInt(ttl, 10)
+	case status == statusRevalidated:
+		cs = h.StatusHeader + "; fwd=stale; fwd-status=304; detail=" + strconv.Quote(detail)
 	default:
 		cs = h.StatusHeader + "; hit; ttl=" + strconv.FormatInt(ttl, 10)
 		if detail != "" {
 			cs += "; detail=" + strconv.Quote(detail)
 		}
 	}
-	hdr["Cache-Status"] = []string{cs}
+	addCacheStatus(hdr, cs)
 	x.setPlaceholders(status, detail)
 
 	if e.Status >= 200 && e.Status < 300 && policy.ClientNotModified(x.r.Header, e.Header) {
@@ -403,7 +409,14 @@ func (x *exchange) serveStored(e *storage.Entry, age time.Duration, status, deta
 		x.w.WriteHeader(http.StatusNotModified)
 		return nil
 	}
-	if e.Status == http.StatusOK && x.r.Header.Get("Range") != "" {
+	switch rng := x.r.Header.Get("Range"); {
+	case e.Status != http.StatusOK || rng == "":
+	case policy.ClassifyRange(rng) == policy.RangeUnsatisfiable:
+		hdr["Content-Range"] = []string{"bytes */" + strconv.Itoa(len(e.Body))}
+		delete(hdr, "Content-Length")
+		x.w.WriteHeader(http.StatusRequestedRangeNotSatisfiable)
+		return nil
+	case policy.ClassifyRange(rng) == policy.RangeBytes:
 		var mod time.Time
 		if lm := e.Header.Get("Last-Modified"); lm != "" {
 			mod, _ = http.ParseTime(lm)
@@ -550,7 +563,7 @@ func (x *exchange) decide(status int, hdr http.Header) captureMode {
 		if detail != "" {
 			cs += "; detail=" + strconv.Quote(detail)
 		}
-		hdr["Cache-Status"] = []string{cs}
+		addCacheStatus(hdr, cs)
 		h.stripTargeted(hdr)
 		h.afterDecide(x.key, hdr, stored, detail)
 		st := statusMiss
@@ -623,7 +636,7 @@ func (x *exchange) newEntry(status int, hdr http.Header, now time.Time) (*storag
 		return nil, "already stale"
 	}
 	storedHdr := policy.StoredHeader(hdr, respCC)
-	delete(storedHdr, "Cache-Status")
+	h.stampDate(storedHdr, now)
 	tags := h.tagsOf(hdr)
 	h.stripTagHeaders(storedHdr)
 	return &storage.Entry{
@@ -639,6 +652,26 @@ func (x *exchange) newEntry(status int, hdr http.Header, now time.Time) (*storag
 		Vary:         names,
 		Tags:         tags,
 	}, ""
+}
+
+// addCacheStatus appends this cache's member to the Cache-Status the
+// response already carries from caches upstream (RFC 9211 §2: each cache
+// adds its own member, after those of the caches before it). The values
+// are copied: a stored entry's prepared header may share them.
+func addCacheStatus(hdr http.Header, member string) {
+	up := hdr["Cache-Status"]
+	v := make([]string, 0, len(up)+1)
+	v = append(v, up...)
+	hdr["Cache-Status"] = append(v, member)
+}
+
+// stampDate adds the Date a response without one gets when it is stored
+// (RFC 9110 §6.6.1: a recipient with a clock assigns one), so that
+// Expires − Date and the age of hits stay right.
+func (h *Handler) stampDate(hdr http.Header, now time.Time) {
+	if len(hdr["Date"]) == 0 {
+		hdr["Date"] = []string{now.UTC().Format(http.TimeFormat)}
+	}
 }
 
 // lifetime is the freshness lifetime of a response: the origin's explicit
@@ -780,14 +813,18 @@ func (h *Handler) updateVaryIndex(ctx context.Context, key string, e *storage.En
 }
 
 // freshen handles a 304 to our revalidation: the stored header is updated
-// (RFC 9111 §4.3.4), the entry stored again and served.
+// (RFC 9111 §4.3.4), the entry stored again and served. The updated header
+// is checked like a new response: when it is no longer storable (the 304
+// says private or no-store, its Vary changed…) the stored entry is removed
+// and this client alone gets the response. A Set-Cookie on the 304 is never
+// stored but goes to the client that triggered the revalidation.
 func (x *exchange) freshen(c *capture) error {
 	h, old := x.h, x.cond
 	now := h.now()
 	merged := policy.Freshen(old.Header, c.hdr)
 	respCC := h.directives(merged)
 	u, host := h.requestURL(x.r)
-	lifetime, _, _ := h.lifetime(old.Status, merged, respCC, now, host, pathOfURL(u))
+	lifetime, forced, ruleNoStore := h.lifetime(old.Status, merged, respCC, now, host, pathOfURL(u))
 	initialAge := policy.InitialAge(c.hdr, x.requestTime, now)
 	e := &storage.Entry{
 		Kind:         storage.KindResponse,
@@ -804,15 +841,47 @@ func (x *exchange) freshen(c *capture) error {
 		VaryRequest:  old.VaryRequest,
 		Tags:         old.Tags,
 	}
-	delete(e.Header, "Cache-Status")
+	h.stampDate(e.Header, now)
 	e.Expires = now.Add(lifetime - initialAge + policy.KeepFor(merged, respCC, h.defaults(), DefaultRevalidateKeep))
 	e.Prepared = h.prepare(e)
-	if !respCC.NoStore {
-		ctx, cancel := h.storageContext(context.WithoutCancel(x.r.Context()))
+	why := h.notReusable(x, old, merged, respCC, forced, ruleNoStore)
+	ctx, cancel := h.storageContext(context.WithoutCancel(x.r.Context()))
+	if why == "" {
 		_ = h.put(ctx, x.storedKey, e)
-		cancel()
+	} else {
+		_ = h.del(ctx, x.storedKey)
 	}
-	return x.serveStored(e, initialAge, statusRevalidated, "")
+	cancel()
+	if sc := c.hdr["Set-Cookie"]; len(sc) > 0 {
+		x.passHeader = http.Header{"Set-Cookie": sc}
+	}
+	return x.serveStored(e, initialAge, statusRevalidated, why)
+}
+
+// notReusable says why the header a 304 produced makes the stored response
+// one a shared cache must not reuse any more, or "".
+func (h *Handler) notReusable(x *exchange, old *storage.Entry, merged http.Header, respCC policy.Directives, forced, ruleNoStore bool) string {
+	if ruleNoStore {
+		return "ttl rule no-store"
+	}
+	checkCC := respCC
+	if h.ignoreCC {
+		checkCC = policy.Directives{NoStore: respCC.NoStore, Private: respCC.Private}
+	}
+	if ok, why := policy.Storable(x.r.Header, x.reqCC, old.Status, merged, checkCC, h.storeRules(forced)); !ok {
+		return why
+	}
+	names, star := policy.VaryNames(merged)
+	if star {
+		return "Vary: *"
+	}
+	if n := len(old.Vary); n > 0 && old.Vary[n-1] == rewriteField {
+		names = append(names, rewriteField)
+	}
+	if !slices.Equal(names, old.Vary) {
+		return "Vary changed"
+	}
+	return ""
 }
 
 // staleIfErrorOK reports whether x.stale may replace an origin error.
@@ -828,8 +897,8 @@ func (x *exchange) serveStaleOnError(status int) error {
 	x.h.preparedOf(e).writeHeader(hdr)
 	hdr["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
 	ttl := int64((e.Lifetime - age) / time.Second)
-	hdr["Cache-Status"] = []string{x.h.StatusHeader + "; fwd=stale; fwd-status=" + strconv.Itoa(status) +
-		"; ttl=" + strconv.FormatInt(ttl, 10) + "; detail=\"stale-if-error\""}
+	addCacheStatus(hdr, x.h.StatusHeader+"; fwd=stale; fwd-status="+strconv.Itoa(status)+
+		"; ttl="+strconv.FormatInt(ttl, 10)+"; detail=\"stale-if-error\"")
 	x.setPlaceholders(statusStale, "stale-if-error")
 	x.w.WriteHeader(e.Status)
 	if x.r.Method != http.MethodHead && policy.BodyAllowed(e.Status) {
