@@ -10,7 +10,7 @@ import (
 // corrupt overwrites the data column of key's row, leaving its expiry.
 func corrupt(t *testing.T, s storage.Store, key string, raw []byte) {
 	t.Helper()
-	res, err := s.(*SQLite).db.w.Exec(`UPDATE entries SET data = ? WHERE key = ?`, raw, key)
+	res, err := s.(*SQLite).db.w().Exec(`UPDATE entries SET data = ? WHERE key = ?`, raw, key)
 	if err != nil {
 		t.Fatalf("corrupting %q: %v", key, err)
 	}

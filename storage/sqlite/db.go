@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	sqlite "modernc.org/sqlite"
 
 	"github.com/caddycache/caddy-cache/storage"
@@ -96,18 +98,28 @@ func (o connOptions) dsn(path string, writer bool) string {
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }
 
-// DB is the live state shared by every handle on one database file: a
-// writer (one connection, BEGIN IMMEDIATE transactions), a pool of reader
-// connections, and the maintenance goroutine that sweeps expired entries,
-// records access times and evicts past max_size. It lives in the package
-// UsagePool, keyed by the file's absolute path.
+// DB is the live state shared by every handle on one database file: the
+// connections to the file (replaced when the file is reopened, absent while
+// it cannot be opened), the access times not yet written, the tunables and
+// counters, and the maintenance goroutine that sweeps expired entries,
+// records access times, evicts past max_size, notices a removed or replaced
+// file and retries opening one that could not be opened. It lives in the
+// package UsagePool, keyed by the file's absolute path.
 type DB struct {
 	path   string
 	opts   connOptions
-	w      *sql.DB
-	r      *sql.DB
-	get    *sql.Stmt // on r
 	logger *zap.Logger
+
+	// c is the open database; nil while it cannot be opened (then every
+	// call fails with openErr, and the maintenance goroutine retries every
+	// retryEvery).
+	c          atomic.Pointer[conns]
+	openErr    atomic.Pointer[unavailableError]
+	retryEvery time.Duration
+	// announced is whether the "cannot be opened" warning was logged and
+	// no "opened" line followed; newDB and then the maintenance goroutine
+	// only.
+	announced bool
 
 	maxSize   atomic.Int64 // bytes; 0 means unlimited
 	sweepEach atomic.Int64 // nanoseconds between sweeps
@@ -115,112 +127,247 @@ type DB struct {
 	evictions atomic.Int64
 	skew      atomic.Int64 // added to the wall clock; tests move time forward with it
 
-	// accessEvery is how stale an entry's recorded access time may get
-	// before a hit schedules an update. Tests set it to 0 before use.
-	accessEvery time.Duration
-	pendingMu   sync.Mutex
-	pending     map[string]int64 // key → access time to record
+	// pending holds the time of the last read of every entry read since
+	// the access times were last written (at each sweep, before an
+	// eviction, and whenever it holds maxPending keys). Hits stay
+	// read-only, yet eviction, which writes them first, sees every read.
+	pendingMu sync.Mutex
+	pending   map[string]int64 // key → access time to record
 
 	evictMu    sync.Mutex // one eviction at a time
 	sweepFails bool       // last sweep failed (log once per change); sweeper goroutine only
 
-	kick  chan struct{} // wakes the sweeper to flush access times or evict
+	kick  chan struct{} // wakes the sweeper to flush access times or evict (or retry opening)
 	reset chan struct{} // the sweep interval changed
 	stop  chan struct{}
 	done  chan struct{}
-	swept chan struct{} // receives (without blocking) after each periodic sweep; for tests
+	swept chan struct{} // receives (without blocking) after each periodic round; for tests
+}
+
+// conns are the connections to one open file: a writer (one connection,
+// BEGIN IMMEDIATE transactions) and a pool of readers.
+type conns struct {
+	w    *sql.DB
+	r    *sql.DB
+	get  *sql.Stmt   // on r
+	file os.FileInfo // the file opened, to notice its removal or replacement
+}
+
+func (c *conns) close() error {
+	return errors.Join(c.get.Close(), c.r.Close(), c.w.Close())
 }
 
 // maxPending bounds the access times kept before the sweeper is woken to
 // write them.
 const maxPending = 1024
 
-// openDB opens (creating if needed) the database at path, prepares the
-// schema and starts the maintenance goroutine. A file that is not a SQLite
+// OpenRetryInterval is how often a database that could not be opened (a
+// read-only or missing directory, a full disk, a file from a newer version)
+// is tried again.
+const OpenRetryInterval = 30 * time.Second
+
+// unavailableError is what every call returns while the database cannot be
+// opened. The store logs such an outage itself (one warning when it
+// begins, one line when the database opens), which HealthLogged tells the
+// handler, so that it does not announce it again.
+type unavailableError struct {
+	path string
+	err  error
+}
+
+func (e *unavailableError) Error() string {
+	return fmt.Sprintf("sqlite storage: database %s is not open (retried every %v): %v", e.path, OpenRetryInterval, e.err)
+}
+
+func (e *unavailableError) Unwrap() error { return e.err }
+
+// HealthLogged reports that the store logs this outage itself.
+func (e *unavailableError) HealthLogged() bool { return true }
+
+// errClosed is the cause of unavailableError after Destruct.
+var errClosed = errors.New("the store is closed")
+
+// newDB starts the shared state of the database at path: it opens the file
+// (creating it and its directory if needed) and starts the maintenance
+// goroutine. A database that cannot be opened is not an error: newDB logs
+// one warning naming the path and the cause, every call fails until it
+// opens, and the maintenance goroutine tries again every
+// OpenRetryInterval, so that the cache never stops Caddy from starting.
+func newDB(path string, opts connOptions, maxSize int64, sweep time.Duration, logger *zap.Logger) *DB {
+	db := &DB{
+		path:       path,
+		opts:       opts,
+		logger:     logger,
+		retryEvery: OpenRetryInterval,
+		pending:    map[string]int64{},
+		kick:       make(chan struct{}, 1),
+		reset:      make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+		swept:      make(chan struct{}, 1),
+	}
+	db.maxSize.Store(maxSize)
+	db.sweepEach.Store(int64(sweep))
+	db.tryOpen()
+	go db.loop()
+	return db
+}
+
+// conn returns the open connections, or the error that says why there are
+// none.
+func (db *DB) conn() (*conns, error) {
+	if c := db.c.Load(); c != nil {
+		return c, nil
+	}
+	if e := db.openErr.Load(); e != nil {
+		return nil, e
+	}
+	return nil, &unavailableError{path: db.path, err: errors.New("not opened yet")}
+}
+
+// tryOpen opens the file at the path and makes it the store's database,
+// logging the first failure of an outage at Warn and its end at Info.
+func (db *DB) tryOpen() bool {
+	c, total, err := openFile(db.path, db.opts, db.logger)
+	if err != nil {
+		db.openErr.Store(&unavailableError{path: db.path, err: err})
+		if !db.announced {
+			db.announced = true
+			db.logger.Warn("sqlite cache database cannot be opened; requests go to the origin, and opening is retried every "+OpenRetryInterval.String(),
+				zap.String("path", db.path), zap.Error(err))
+		} else if ce := db.logger.Check(zapcore.DebugLevel, "sqlite cache database still cannot be opened"); ce != nil {
+			ce.Write(zap.String("path", db.path), zap.Error(err))
+		}
+		return false
+	}
+	db.sizeEst.Store(total)
+	db.c.Store(c)
+	if db.announced {
+		db.announced = false
+		db.logger.Info("sqlite cache database opened; caching resumes", zap.String("path", db.path))
+	}
+	return true
+}
+
+// checkFile reports whether the file at the path is another one than the
+// database open (removed, or another file moved there). Then it logs that
+// once, closes the open one and opens the file at the path, so that new
+// entries do not go to an unlinked file that vanishes at the next restart.
+// A file that cannot be examined (a transient error) is left alone.
+func (db *DB) checkFile() (changed bool) {
+	c := db.c.Load()
+	fi, err := os.Stat(db.path)
+	if err == nil && os.SameFile(fi, c.file) {
+		return false
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if ce := db.logger.Check(zapcore.DebugLevel, "sqlite storage: cannot examine the database file"); ce != nil {
+			ce.Write(zap.String("path", db.path), zap.Error(err))
+		}
+		return false
+	}
+	what := "replaced by another file"
+	if err != nil {
+		what = "removed"
+	}
+	db.logger.Warn("sqlite cache database file was "+what+" while open; opening the file at its path (what the old file held is not served)",
+		zap.String("path", db.path))
+	db.openErr.Store(&unavailableError{path: db.path, err: errors.New("the file was " + what + "; reopening")})
+	db.c.Store(nil)
+	db.pendingMu.Lock()
+	db.pending = map[string]int64{}
+	db.pendingMu.Unlock()
+	if err := c.close(); err != nil {
+		db.logger.Debug("sqlite storage: closing the old database", zap.String("path", db.path), zap.Error(err))
+	}
+	// SQLite leaves the WAL of a moved file in place when it closes it
+	// (it does not checkpoint into a file that lost its name). The -wal and
+	// -shm at the path are the old file's, and opening the new file with
+	// them would lay the old pages over it.
+	_, err = os.Stat(db.path)
+	if gone := errors.Is(err, fs.ErrNotExist); gone || db.opts.wal {
+		os.Remove(db.path + "-wal")
+		os.Remove(db.path + "-shm")
+		if gone {
+			os.Remove(db.path + "-journal")
+		}
+	}
+	db.tryOpen()
+	return true
+}
+
+// openFile opens (creating if needed) the database at path and prepares the
+// schema; total is the bytes of its entries. A file that is not a SQLite
 // database, or one SQLite reports as corrupt, is moved aside (to
 // path.corrupt-<unix time>) and replaced by a new one: it only held cached
 // responses.
-func openDB(path string, opts connOptions, maxSize int64, sweep time.Duration, logger *zap.Logger) (*DB, error) {
+func openFile(path string, opts connOptions, logger *zap.Logger) (c *conns, total int64, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("creating directory: %w", err)
+		return nil, 0, fmt.Errorf("creating directory: %w", err)
 	}
-	db, err := open(path, opts, logger)
+	c, total, err = open(path, opts)
 	if err != nil && isCorruptErr(err) {
 		aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().Unix())
 		logger.Warn("sqlite cache database is damaged; moving it aside and starting empty",
 			zap.String("path", path), zap.String("moved_to", aside), zap.Error(err))
 		if rerr := os.Rename(path, aside); rerr != nil {
-			return nil, fmt.Errorf("%w (and moving it aside failed: %v)", err, rerr)
+			return nil, 0, fmt.Errorf("%w (and moving it aside failed: %v)", err, rerr)
 		}
 		os.Remove(path + "-wal")
 		os.Remove(path + "-shm")
 		os.Remove(path + "-journal")
-		db, err = open(path, opts, logger)
+		c, total, err = open(path, opts)
 	}
-	if err != nil {
-		return nil, err
-	}
-	db.maxSize.Store(maxSize)
-	db.sweepEach.Store(int64(sweep))
-	go db.loop()
-	return db, nil
+	return c, total, err
 }
 
-func open(path string, opts connOptions, logger *zap.Logger) (*DB, error) {
+func open(path string, opts connOptions) (*conns, int64, error) {
 	w, err := sql.Open("sqlite", opts.dsn(path, true))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	db := &DB{
-		path:        path,
-		opts:        opts,
-		w:           w,
-		logger:      logger,
-		accessEvery: time.Minute,
-		pending:     map[string]int64{},
-		kick:        make(chan struct{}, 1),
-		reset:       make(chan struct{}, 1),
-		stop:        make(chan struct{}),
-		done:        make(chan struct{}),
-		swept:       make(chan struct{}, 1),
-	}
-	if err := db.initSchema(); err != nil {
+	if err := initSchema(w); err != nil {
 		w.Close()
-		return nil, err
+		return nil, 0, err
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		w.Close()
+		return nil, 0, fmt.Errorf("examining the database file: %w", err)
 	}
 	r, err := sql.Open("sqlite", opts.dsn(path, false))
 	if err != nil {
 		w.Close()
-		return nil, err
+		return nil, 0, err
 	}
 	n := max(4, runtime.GOMAXPROCS(0))
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	r.SetConnMaxLifetime(0)
 	r.SetConnMaxIdleTime(0)
-	db.r = r
-	if db.get, err = r.Prepare(`SELECT data, accessed FROM entries WHERE key = ? AND (expires = 0 OR expires > ?)`); err != nil {
+	get, err := r.Prepare(`SELECT data FROM entries WHERE key = ? AND (expires = 0 OR expires > ?)`)
+	if err != nil {
 		w.Close()
 		r.Close()
-		return nil, fmt.Errorf("preparing statements: %w", err)
+		return nil, 0, fmt.Errorf("preparing statements: %w", err)
 	}
 	var total int64
 	if err := r.QueryRow(`SELECT COALESCE(SUM(size), 0) FROM entries`).Scan(&total); err != nil {
+		get.Close()
 		w.Close()
 		r.Close()
-		return nil, fmt.Errorf("reading the cache size: %w", err)
+		return nil, 0, fmt.Errorf("reading the cache size: %w", err)
 	}
-	db.sizeEst.Store(total)
-	return db, nil
+	return &conns{w: w, r: r, get: get, file: fi}, total, nil
 }
 
-func (db *DB) initSchema() error {
+func initSchema(w *sql.DB) error {
 	ctx := context.Background()
-	tx, err := db.w.BeginTx(ctx, nil)
+	tx, err := w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("opening the database: %w", err)
 	}
@@ -283,7 +430,12 @@ func (db *DB) Destruct() error {
 	close(db.stop)
 	<-db.done
 	db.flushAccess(context.Background())
-	return errors.Join(db.get.Close(), db.r.Close(), db.w.Close())
+	db.openErr.Store(&unavailableError{path: db.path, err: errClosed})
+	c := db.c.Swap(nil)
+	if c == nil {
+		return nil
+	}
+	return c.close()
 }
 
 // Get returns the unexpired entry under key.
@@ -291,12 +443,13 @@ func (db *DB) Get(ctx context.Context, key string) (*storage.Entry, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	c, err := db.conn()
+	if err != nil {
+		return nil, err
+	}
 	now := db.now()
-	var (
-		data     []byte
-		accessed int64
-	)
-	err := db.get.QueryRowContext(ctx, key, now.UnixNano()).Scan(&data, &accessed)
+	var data []byte
+	err = c.get.QueryRowContext(ctx, key, now.UnixNano()).Scan(&data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, storage.ErrNotFound
 	}
@@ -310,14 +463,13 @@ func (db *DB) Get(ctx context.Context, key string) (*storage.Entry, error) {
 	if e.Expired(now) {
 		return nil, storage.ErrNotFound
 	}
-	if now.UnixNano()-accessed >= int64(db.accessEvery) {
-		db.noteAccess(key, now.UnixNano())
-	}
+	db.noteAccess(key, now.UnixNano())
 	return e, nil
 }
 
-// noteAccess schedules an update of key's access time, written in batches by
-// the sweeper (or before an eviction), so hits stay read-only.
+// noteAccess records a read of key in memory; the access times are written
+// in batches by the sweeper and before every eviction, so that hits stay
+// read-only and eviction still follows every read.
 func (db *DB) noteAccess(key string, at int64) {
 	db.pendingMu.Lock()
 	db.pending[key] = at
@@ -338,7 +490,11 @@ func (db *DB) flushAccess(ctx context.Context) error {
 	}
 	db.pending = map[string]int64{}
 	db.pendingMu.Unlock()
-	tx, err := db.w.BeginTx(ctx, nil)
+	c, err := db.conn()
+	if err != nil {
+		return err
+	}
+	tx, err := c.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -377,7 +533,11 @@ func (db *DB) Put(ctx context.Context, key string, e *storage.Entry, c storage.C
 	if !e.Expires.IsZero() {
 		expires = e.Expires.UnixNano()
 	}
-	tx, err := db.w.BeginTx(ctx, nil)
+	conn, err := db.conn()
+	if err != nil {
+		return err
+	}
+	tx, err := conn.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite storage: beginning a write: %w", err)
 	}
@@ -421,8 +581,12 @@ func (db *DB) Delete(ctx context.Context, key string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	c, err := db.conn()
+	if err != nil {
+		return err
+	}
 	var size int64
-	err := db.w.QueryRowContext(ctx, `DELETE FROM entries WHERE key = ? RETURNING size`, key).Scan(&size)
+	err = c.w.QueryRowContext(ctx, `DELETE FROM entries WHERE key = ? RETURNING size`, key).Scan(&size)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("sqlite storage: deleting entry: %w", err)
 	}
@@ -479,7 +643,11 @@ func (db *DB) evict(ctx context.Context) error {
 // evictBatch deletes up to 256 of the least recently accessed entries, as
 // many as it takes to free need bytes.
 func (db *DB) evictBatch(ctx context.Context, need int64) (freed, n int64, err error) {
-	tx, err := db.w.BeginTx(ctx, nil)
+	c, err := db.conn()
+	if err != nil {
+		return 0, 0, err
+	}
+	tx, err := c.w.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -514,8 +682,12 @@ func (db *DB) evictBatch(ctx context.Context, need int64) (freed, n int64, err e
 
 // exactSize sums the stored bytes and resets the running estimate to it.
 func (db *DB) exactSize(ctx context.Context) (int64, error) {
+	c, err := db.conn()
+	if err != nil {
+		return 0, err
+	}
 	var total int64
-	if err := db.w.QueryRowContext(ctx, `SELECT COALESCE(SUM(size), 0) FROM entries`).Scan(&total); err != nil {
+	if err := c.w.QueryRowContext(ctx, `SELECT COALESCE(SUM(size), 0) FROM entries`).Scan(&total); err != nil {
 		return 0, fmt.Errorf("summing entry sizes: %w", err)
 	}
 	db.sizeEst.Store(total)
@@ -525,9 +697,13 @@ func (db *DB) exactSize(ctx context.Context) (int64, error) {
 // sweepExpired deletes expired entries in batches, so no write transaction
 // holds the lock for long.
 func (db *DB) sweepExpired(ctx context.Context) (int64, error) {
+	c, err := db.conn()
+	if err != nil {
+		return 0, err
+	}
 	var removed int64
 	for {
-		res, err := db.w.ExecContext(ctx, `DELETE FROM entries WHERE rowid IN
+		res, err := c.w.ExecContext(ctx, `DELETE FROM entries WHERE rowid IN
 			(SELECT rowid FROM entries WHERE expires > 0 AND expires <= ? LIMIT 1000)`, db.now().UnixNano())
 		if err != nil {
 			return removed, fmt.Errorf("deleting expired entries: %w", err)
@@ -560,44 +736,76 @@ func (db *DB) sweep(ctx context.Context) error {
 	}
 	// Return free pages beyond a few MiB to the file system (effective on
 	// files created with auto_vacuum=incremental, i.e. by this store).
-	var free, pageSize int64
-	if err := db.w.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&free); err != nil {
+	c, err := db.conn()
+	if err != nil {
 		return err
 	}
-	if err := db.w.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&pageSize); err != nil {
+	var free, pageSize int64
+	if err := c.w.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&free); err != nil {
+		return err
+	}
+	if err := c.w.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&pageSize); err != nil {
 		return err
 	}
 	if keep := int64(4<<20) / max(pageSize, 512); free > keep {
-		if _, err := db.w.ExecContext(ctx, `PRAGMA incremental_vacuum(`+strconv.FormatInt(free-keep, 10)+`)`); err != nil {
+		if _, err := c.w.ExecContext(ctx, `PRAGMA incremental_vacuum(`+strconv.FormatInt(free-keep, 10)+`)`); err != nil {
 			return fmt.Errorf("incremental vacuum: %w", err)
 		}
 	}
 	return nil
 }
 
-// loop is the maintenance goroutine, started by openDB and stopped by
-// Destruct.
+// interval is how long the maintenance goroutine waits for its next
+// round: sweep_interval, or the retry interval while the database is not
+// open.
+func (db *DB) interval() time.Duration {
+	if db.c.Load() == nil {
+		return db.retryEvery
+	}
+	return time.Duration(db.sweepEach.Load())
+}
+
+// loop is the maintenance goroutine, started by newDB and stopped by
+// Destruct. Each periodic round first checks that the file at the path is
+// still the one open (reopening it if not), then sweeps; while the database
+// is not open, a round (or a kick) tries to open it.
 func (db *DB) loop() {
 	defer close(db.done)
-	t := time.NewTimer(time.Duration(db.sweepEach.Load()))
+	t := time.NewTimer(db.interval())
 	defer t.Stop()
 	ctx := context.Background()
 	for {
 		var err error
+		swept := false // err is a maintenance result
 		select {
 		case <-db.stop:
 			return
 		case <-db.reset:
-			t.Reset(time.Duration(db.sweepEach.Load()))
+			t.Reset(db.interval())
 		case <-db.kick:
-			err = db.flushAccess(ctx)
+			if db.c.Load() == nil {
+				if db.tryOpen() {
+					t.Reset(db.interval())
+				}
+				continue
+			}
+			err, swept = db.flushAccess(ctx), true
 			if err == nil && db.over(db.sizeEst.Load()) {
 				err = db.evict(ctx)
 			}
 		case <-t.C:
-			err = db.sweep(ctx)
-			t.Reset(time.Duration(db.sweepEach.Load()))
+			switch {
+			case db.c.Load() == nil:
+				db.tryOpen()
+			case db.checkFile():
+			default:
+				err, swept = db.sweep(ctx), true
+			}
+			t.Reset(db.interval())
 			db.wake(db.swept)
+		}
+		if !swept {
+			continue
 		}
 		switch {
 		case err != nil && !db.sweepFails:
@@ -635,7 +843,11 @@ func (db *DB) List(ctx context.Context, prefix string, fn func(string, *storage.
 		}
 		q += ` AND (expires = 0 OR expires > ?) ORDER BY key LIMIT 64`
 		args = append(args, db.now().UnixNano())
-		rows, err := db.r.QueryContext(ctx, q, args...)
+		c, err := db.conn()
+		if err != nil {
+			return err
+		}
+		rows, err := c.r.QueryContext(ctx, q, args...)
 		if err != nil {
 			return fmt.Errorf("sqlite storage: listing: %w", err)
 		}
@@ -691,7 +903,11 @@ func (db *DB) KeysForTag(ctx context.Context, tag string) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	rows, err := db.r.QueryContext(ctx, `SELECT t.key FROM tags t JOIN entries e ON e.key = t.key
+	c, err := db.conn()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := c.r.QueryContext(ctx, `SELECT t.key FROM tags t JOIN entries e ON e.key = t.key
 		WHERE t.tag = ? AND (e.expires = 0 OR e.expires > ?)`, tag, db.now().UnixNano())
 	if err != nil {
 		return nil, fmt.Errorf("sqlite storage: reading tags: %w", err)
@@ -729,8 +945,12 @@ func (db *DB) Stats(ctx context.Context) (storage.Stats, error) {
 	if err := ctx.Err(); err != nil {
 		return storage.Stats{}, err
 	}
+	c, err := db.conn()
+	if err != nil {
+		return storage.Stats{}, err
+	}
 	var st storage.Stats
-	err := db.r.QueryRowContext(ctx,
+	err = c.r.QueryRowContext(ctx,
 		`SELECT COUNT(*), COALESCE(SUM(size), 0) FROM entries WHERE expires = 0 OR expires > ?`,
 		db.now().UnixNano()).Scan(&st.Entries, &st.Bytes)
 	if err != nil {

@@ -2,12 +2,14 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 )
 
 func TestMain(m *testing.M) {
@@ -52,13 +54,30 @@ func refs(t testing.TB, path string) int {
 func rowCount(t testing.TB, db *DB, table string) int {
 	t.Helper()
 	var n int
-	if err := db.w.QueryRow(`SELECT COUNT(*) FROM ` + table).Scan(&n); err != nil {
+	if err := db.w().QueryRow(`SELECT COUNT(*) FROM ` + table).Scan(&n); err != nil {
 		t.Fatalf("counting %s: %v", table, err)
 	}
 	return n
 }
 
 func caddyDuration(d time.Duration) caddy.Duration { return caddy.Duration(d) }
+
+// openDB starts the shared state of the database at path as newDB does,
+// and fails when the file cannot be opened.
+func openDB(path string, opts connOptions, maxSize int64, sweep time.Duration, logger *zap.Logger) (*DB, error) {
+	db := newDB(path, opts, maxSize, sweep, logger)
+	if _, err := db.conn(); err != nil {
+		db.Destruct()
+		return nil, err
+	}
+	return db, nil
+}
+
+// w is the writer connection of the open database.
+func (db *DB) w() *sql.DB { return db.c.Load().w }
+
+// r is the reader pool of the open database.
+func (db *DB) r() *sql.DB { return db.c.Load().r }
 
 func newContext() (caddy.Context, context.CancelFunc) {
 	return caddy.NewContext(caddy.Context{Context: context.Background()})

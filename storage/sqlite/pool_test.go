@@ -53,18 +53,21 @@ func TestTwoHandlesShareOneDatabase(t *testing.T) {
 		t.Fatalf("Put through b after a's Cleanup: %v", err)
 	}
 
-	db := b.db
+	db, open := b.db, b.db.c.Load()
 	if err := b.Cleanup(); err != nil {
 		t.Fatalf("Cleanup of b: %v", err)
 	}
 	if n := refs(t, path); n != 0 {
 		t.Fatalf("pool references after both Cleanups: %d, want 0", n)
 	}
-	if err := db.w.Ping(); err == nil || !strings.Contains(err.Error(), "closed") {
+	if err := open.w.Ping(); err == nil || !strings.Contains(err.Error(), "closed") {
 		t.Fatalf("writer after the last Cleanup: Ping returned %v, want database closed", err)
 	}
-	if err := db.r.Ping(); err == nil || !strings.Contains(err.Error(), "closed") {
+	if err := open.r.Ping(); err == nil || !strings.Contains(err.Error(), "closed") {
 		t.Fatalf("readers after the last Cleanup: Ping returned %v, want database closed", err)
+	}
+	if _, err := db.Get(bg, "k"); err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Fatalf("Get after the last Cleanup: %v, want an error saying the store is closed", err)
 	}
 
 	// The data is on disk: a new handle (a restart) finds it.
@@ -119,7 +122,7 @@ func TestConnectionSettings(t *testing.T) {
 	pragma := func(t *testing.T, db *DB, name string) string {
 		t.Helper()
 		var v string
-		if err := db.w.QueryRow(`PRAGMA ` + name).Scan(&v); err != nil {
+		if err := db.w().QueryRow(`PRAGMA ` + name).Scan(&v); err != nil {
 			t.Fatalf("PRAGMA %s: %v", name, err)
 		}
 		return v
@@ -131,7 +134,7 @@ func TestConnectionSettings(t *testing.T) {
 		}
 	}
 	var queryOnly int
-	if err := def.db.r.QueryRow(`PRAGMA query_only`).Scan(&queryOnly); err != nil || queryOnly != 1 {
+	if err := def.db.r().QueryRow(`PRAGMA query_only`).Scan(&queryOnly); err != nil || queryOnly != 1 {
 		t.Errorf("reader connections: query_only = %d (%v), want 1", queryOnly, err)
 	}
 	custom := provision(t, SQLite{Path: tempPath(t), WAL: ptr(false), Synchronous: "full", BusyTimeout: caddyDuration(1500 * time.Millisecond)})
@@ -177,25 +180,28 @@ func TestDamagedFileMovedAside(t *testing.T) {
 	}
 }
 
-// A database from a newer schema is left alone and Provision says why.
-func TestNewerSchemaRefused(t *testing.T) {
+// A database from a newer schema is left alone: Provision succeeds (the
+// cache must not stop Caddy, e.g. after a downgrade), and every call says
+// why the store is not usable.
+func TestNewerSchemaLeftAlone(t *testing.T) {
 	path := tempPath(t)
 	s := provision(t, SQLite{Path: path})
-	if _, err := s.db.w.Exec(`UPDATE schema_version SET version = 99`); err != nil {
+	if _, err := s.db.w().Exec(`UPDATE schema_version SET version = 99`); err != nil {
 		t.Fatal(err)
 	}
 	s.Cleanup()
-	var again SQLite
-	again.Path = path
-	ctx, cancel := newContext()
-	defer cancel()
-	err := again.Provision(ctx)
-	defer again.Cleanup()
+	again := provision(t, SQLite{Path: path})
+	_, err := again.Get(bg, "k")
 	if err == nil || !strings.Contains(err.Error(), "schema version 99") || !strings.Contains(err.Error(), path) {
-		t.Fatalf("Provision on a database of schema version 99: %v, want an error naming the version and the path", err)
+		t.Fatalf("Get from a database of schema version 99: %v, want an error naming the version and the path", err)
 	}
-	if n := refs(t, path); n != 0 {
-		t.Fatalf("pool references after a failed Provision: %d, want 0", n)
+	if err := again.Put(bg, "k", storagetest.Entry("k", 10)); err == nil {
+		t.Fatal("Put into a database of schema version 99 succeeded")
+	}
+	again.Cleanup()
+	check := provision(t, SQLite{Path: path})
+	if _, err := check.Get(bg, "k"); err == nil || !strings.Contains(err.Error(), "schema version 99") {
+		t.Fatalf("the file was altered: Get after reopening it: %v", err)
 	}
 }
 
@@ -238,7 +244,7 @@ func TestCorruptRowSkippedByList(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.db.w.Exec(`UPDATE entries SET data = x'00' WHERE key = 'b'`); err != nil {
+	if _, err := s.db.w().Exec(`UPDATE entries SET data = x'00' WHERE key = 'b'`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Get(bg, "b"); !errors.Is(err, storage.ErrCorrupt) {

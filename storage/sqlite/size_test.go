@@ -13,7 +13,7 @@ import (
 func storedBytes(t *testing.T, db *DB) int64 {
 	t.Helper()
 	var n int64
-	if err := db.w.QueryRow(`SELECT COALESCE(SUM(size), 0) FROM entries`).Scan(&n); err != nil {
+	if err := db.w().QueryRow(`SELECT COALESCE(SUM(size), 0) FROM entries`).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -60,7 +60,6 @@ func TestMaxSizeRespected(t *testing.T) {
 func TestEvictionIsLRU(t *testing.T) {
 	const max = 256 << 10
 	s := provision(t, SQLite{Path: tempPath(t), MaxSize: ptr[int64](max)})
-	s.db.accessEvery = 0 // record every hit
 	hot := randomEntry("hot", 8<<10)
 	if err := s.Put(bg, "hot", hot); err != nil {
 		t.Fatal(err)
@@ -193,8 +192,8 @@ func TestSweepReturnsFreePages(t *testing.T) {
 	}
 	free := func() int64 {
 		var n, size int64
-		s.db.w.QueryRow(`PRAGMA freelist_count`).Scan(&n)
-		s.db.w.QueryRow(`PRAGMA page_size`).Scan(&size)
+		s.db.w().QueryRow(`PRAGMA freelist_count`).Scan(&n)
+		s.db.w().QueryRow(`PRAGMA page_size`).Scan(&size)
 		return n * size
 	}
 	before := free()

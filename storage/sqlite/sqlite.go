@@ -13,6 +13,7 @@ package sqlite
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -49,6 +50,20 @@ const (
 // file is first opened by this process and a config asking for other values
 // gets a warning until every config using the file has been unloaded (for
 // example after a restart).
+//
+// The store never keeps Caddy from starting: a database that cannot be
+// opened (a read-only or missing directory, no space left, a file written
+// by a newer version) gets one warning naming the path and the cause; until
+// it opens, every call fails, so the handler sends requests to the origin
+// (Cache-Status detail="storage-error"), and opening is retried every 30
+// seconds, with one info line when it succeeds. Invalid options, and a
+// path that is a directory, still fail Provision.
+//
+// At every sweep the store also checks that the file at the path is still
+// the one it opened: when it was removed or replaced by another file, it
+// logs that once and opens the file at the path (a new, empty database when
+// it was removed), so that entries are not written to a file that no longer
+// has a name.
 type SQLite struct {
 	// Path of the database file. Its directory is created if missing.
 	// Default: cache/cache.db in Caddy's data directory.
@@ -66,11 +81,14 @@ type SQLite struct {
 	// MaxSize bounds the bytes of stored entries (keys plus encoded
 	// entries; the file itself is larger by SQLite's page overhead). Past
 	// it, the least recently used entries are evicted down to 90% of it.
-	// Access times are recorded at most once a minute per entry. 0 means
+	// Reads are tracked in memory and their times written in batches (at
+	// each sweep, before each eviction, and every 1024 distinct keys read),
+	// so that eviction follows every read without a write per hit. 0 means
 	// unlimited. Default: 1 GiB.
 	MaxSize *int64 `json:"max_size,omitempty"`
-	// SweepInterval is how often expired entries are deleted and free
-	// pages returned to the file system. Default: 1m.
+	// SweepInterval is how often expired entries are deleted, free pages
+	// returned to the file system and the file checked to be the one open.
+	// Default: 1m.
 	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
 	// Compression of stored bodies: "zstd" (bodies of 1 KiB or more that
 	// are not already content-encoded and that shrink) or "off".
@@ -95,6 +113,7 @@ func (SQLite) CaddyModule() caddy.ModuleInfo {
 }
 
 // Provision validates the configuration and opens (or joins) the database.
+// A database that cannot be opened does not fail it (see SQLite).
 func (s *SQLite) Provision(ctx caddy.Context) error {
 	s.logger = ctx.Logger()
 	if err := s.Validate(); err != nil {
@@ -111,11 +130,14 @@ func (s *SQLite) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("sqlite storage: path %q: %v", path, err)
 	}
 	abs = filepath.Clean(abs)
+	if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
+		return fmt.Errorf("sqlite storage: path %q is a directory; want the database file's path, e.g. %s", abs, filepath.Join(abs, "cache.db"))
+	}
 	opts := s.connOptions()
 	maxSize, sweep := s.maxSize(), s.sweepInterval()
 	key := "sqlite:" + abs
 	v, loaded, err := pool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return openDB(abs, opts, maxSize, sweep, s.logger)
+		return newDB(abs, opts, maxSize, sweep, s.logger), nil
 	})
 	if err != nil {
 		return fmt.Errorf("sqlite storage %s: %w", abs, err)
