@@ -33,6 +33,8 @@ type capture struct {
 	// modify the header (e.g. add Cache-Status) before it is sent.
 	decide func(status int, h http.Header) captureMode
 	limit  int64
+	// onOverflow, when set, runs once when the body outgrows limit.
+	onOverflow func()
 
 	hdr         http.Header // the header handlers write into
 	wroteHeader bool
@@ -109,6 +111,9 @@ func (c *capture) Write(p []byte) (int, error) {
 	if c.mode == modeTee {
 		if int64(len(c.spool)+n) > c.limit {
 			c.spool, c.mode, c.tooLarge = nil, modePass, true
+			if c.onOverflow != nil {
+				c.onOverflow()
+			}
 		} else {
 			c.spool = append(c.spool, p[:n]...)
 		}

@@ -18,6 +18,15 @@ type flightGroup struct {
 
 type flight struct {
 	done chan struct{}
+	once sync.Once
+
+	// varied is closed when the leader's response header says it varies:
+	// names are its Vary names and variant the leader's variant key, so
+	// that waiters who select another variant stop waiting at once.
+	varied   chan struct{}
+	varyOnce sync.Once
+	names    []string
+	variant  string
 }
 
 // join makes the caller the leader for key (leader true; it must call
@@ -31,19 +40,30 @@ func (g *flightGroup) join(key string) (f *flight, leader bool) {
 	if f := g.m[key]; f != nil {
 		return f, false
 	}
-	f = &flight{done: make(chan struct{})}
+	f = &flight{done: make(chan struct{}), varied: make(chan struct{})}
 	g.m[key] = f
 	return f, true
 }
 
-// release ends the leader's flight and wakes its waiters.
+// release ends the leader's flight and wakes its waiters. It may be called
+// more than once (early, when the response turns out not to be storable,
+// and when the leader is done).
 func (g *flightGroup) release(key string, f *flight) {
 	g.mu.Lock()
 	if g.m[key] == f {
 		delete(g.m, key)
 	}
 	g.mu.Unlock()
-	close(f.done)
+	f.once.Do(func() { close(f.done) })
+}
+
+// setVary records that the leader's response varies on names, the leader
+// having selected variant.
+func (f *flight) setVary(names []string, variant string) {
+	f.varyOnce.Do(func() {
+		f.names, f.variant = names, variant
+		close(f.varied)
+	})
 }
 
 // running reports whether a flight for key is in progress.
@@ -54,17 +74,28 @@ func (g *flightGroup) running(key string) bool {
 }
 
 // wait blocks until the flight ends (true), the timeout passes or ctx is
-// done (false).
-func (f *flight) wait(ctx context.Context, timeout time.Duration) bool {
+// done (false), or the leader's response turns out to vary on a field in
+// which the waiter's request selects another variant (false: the leader's
+// response is of no use to it). variantOf computes the waiter's variant key
+// for the leader's Vary names.
+func (f *flight) wait(ctx context.Context, timeout time.Duration, variantOf func(names []string) string) bool {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
-	select {
-	case <-f.done:
-		return true
-	case <-t.C:
-		return false
-	case <-ctx.Done():
-		return false
+	varied := f.varied
+	for {
+		select {
+		case <-f.done:
+			return true
+		case <-varied:
+			if variantOf != nil && variantOf(f.names) != f.variant {
+				return false
+			}
+			varied = nil // the same variant: wait for it
+		case <-t.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
 	}
 }
 

@@ -160,6 +160,8 @@ type exchange struct {
 
 	indexVary  []string    // the selecting names of the URL's Vary index, when the lookup found one
 	passHeader http.Header // fields for this client only, never stored (a 304's Set-Cookie)
+	flight     *flight     // the flight this request leads, if any
+	flightKey  string
 
 	// what the lookup found
 	stored    *storage.Entry // usable stored response (maybe stale)
@@ -205,10 +207,18 @@ func (x *exchange) serve() error {
 	}
 
 	if x.coalescable() {
-		f, leader := h.flights.join(x.key)
+		// When the URL is known to vary, only requests for the same
+		// variant wait for each other.
+		fk := x.key
+		if len(x.indexVary) > 0 {
+			fk = h.variantLookupKey(x.key, x.indexVary, x.r)
+		}
+		f, leader := h.flights.join(fk)
+		variantOf := func(names []string) string { return h.variantLookupKey(x.key, names, x.r) }
 		if leader {
-			defer h.flights.release(x.key, f)
-		} else if f.wait(x.r.Context(), time.Duration(h.LockTimeout)) {
+			x.flight, x.flightKey = f, fk
+			defer h.flights.release(fk, f)
+		} else if f.wait(x.r.Context(), time.Duration(h.LockTimeout), variantOf) {
 			ctx, cancel := h.storageContext(x.r.Context())
 			x.lookup(ctx)
 			cancel()
@@ -260,12 +270,17 @@ func (x *exchange) useStale(e *storage.Entry) {
 // variables, detached from the client's connection.
 func (x *exchange) revalidateInBackground(e *storage.Entry) {
 	h := x.h
-	f, leader := h.flights.join(x.key)
+	fk := x.storedKey // one refresh per variant
+	f, leader := h.flights.join(fk)
 	if !leader {
 		return
 	}
 	r := x.r.Clone(context.WithoutCancel(x.r.Context()))
 	r.Method = http.MethodGet
+	// A full GET with only the fields that select the stored variant (and
+	// the key): never the client's Range, conditionals or cache
+	// directives, whose answer (206, 304, …) could not refresh the entry.
+	r.Header = h.refreshHeader(x.r.Header, e)
 	vars := map[string]any{}
 	if v, ok := x.r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any); ok {
 		for k, val := range v {
@@ -276,11 +291,13 @@ func (x *exchange) revalidateInBackground(e *storage.Entry) {
 	srv, _ := x.r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
 	r = caddyhttp.PrepareRequest(r, repl, nil, srv)
 	r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, vars))
+	// the client's target before rewrites, as the key has it
+	r = r.WithContext(context.WithValue(r.Context(), caddyhttp.OriginalRequestCtxKey, *originalRequest(x.r)))
 	bx := &exchange{h: h, w: newBackgroundWriter(), r: r, next: x.next, repl: repl, key: x.key,
 		storedKey: x.storedKey, fwd: "stale", detail: "background revalidation"}
 	bx.useStale(e)
 	go func() {
-		defer h.flights.release(x.key, f)
+		defer h.flights.release(fk, f)
 		defer func() {
 			if v := recover(); v != nil && v != http.ErrAbortHandler {
 				h.logger.Error("background revalidation panicked", zap.Any("panic", v))
@@ -292,6 +309,35 @@ func (x *exchange) revalidateInBackground(e *storage.Entry) {
 			}
 		}
 	}()
+}
+
+// refreshHeader is the request header of a background refresh of e: the
+// fields that select its variant, the key's headers and cookies, and
+// Authorization (a response shared with authorized requests is refreshed
+// as the request that found it stale would have fetched it).
+func (h *Handler) refreshHeader(client http.Header, e *storage.Entry) http.Header {
+	out := make(http.Header)
+	keep := func(name string) {
+		k := http.CanonicalHeaderKey(name)
+		if v, ok := client[k]; ok {
+			out[k] = v
+		}
+	}
+	for _, n := range e.Vary {
+		if n != rewriteField {
+			keep(n)
+		}
+	}
+	if h.Key != nil {
+		for _, n := range h.Key.Headers {
+			keep(n)
+		}
+		if len(h.Key.Cookies) > 0 {
+			keep("Cookie")
+		}
+	}
+	keep("Authorization")
+	return out
 }
 
 // backgroundWriter is the ResponseWriter of background requests.
@@ -510,6 +556,7 @@ func (x *exchange) forward() error {
 
 	x.requestTime = h.now()
 	c := newCapture(x.w, h.MaxEntrySize, x.decide)
+	c.onOverflow = x.overflowed
 	err := x.next.ServeHTTP(c, r)
 	restore()
 
@@ -528,8 +575,16 @@ func (x *exchange) forward() error {
 	if !c.wroteHeader {
 		return nil
 	}
-	if x.pending != nil && c.complete() && r.Context().Err() == nil {
-		x.store(c.spool)
+	switch {
+	case x.pending == nil || c.tooLarge:
+	case c.complete() && r.Context().Err() == nil:
+		if err := x.store(c.spool); err != nil {
+			x.setStored(false, "storage-error")
+		} else {
+			x.setStored(true, "")
+		}
+	default:
+		x.setStored(false, "truncated")
 	}
 	return nil
 }
@@ -545,13 +600,17 @@ func (x *exchange) decide(status int, hdr http.Header) captureMode {
 	if x.stale != nil && status >= 500 && x.staleIfErrorOK(now) {
 		return modeHold
 	}
-	stored, detail := false, ""
+	// stored: the response is being collected for storing; claim: its
+	// length is known and within bounds and the store works, so that
+	// Cache-Status can say "stored" before the body has streamed (the
+	// outcome of the write itself is {http.cache.stored}).
+	stored, claim, detail := false, false, ""
 	defer func() {
 		cs := h.StatusHeader + "; fwd=" + x.fwd
 		if x.cond != nil {
 			cs += "; fwd-status=" + strconv.Itoa(status)
 		}
-		if stored {
+		if claim {
 			cs += "; stored"
 		}
 		if detail == "" {
@@ -566,6 +625,11 @@ func (x *exchange) decide(status int, hdr http.Header) captureMode {
 		addCacheStatus(hdr, cs)
 		h.stripTargeted(hdr)
 		h.afterDecide(x.key, hdr, stored, detail)
+		if !stored {
+			// nothing to wait for: concurrent requests go to the
+			// origin now rather than after this body has streamed
+			x.releaseFlight()
+		}
 		st := statusMiss
 		if x.cond != nil {
 			st = statusStale
@@ -603,7 +667,49 @@ func (x *exchange) decide(status int, hdr http.Header) captureMode {
 	h.uncacheable.remove(x.key)
 	x.pending = e
 	stored = true
+	switch {
+	case h.health.down.Load():
+		detail = "storage-error"
+	case contentLength(hdr) < 0:
+		detail = "store-if-complete" // chunked: stored if it ends within max_entry_size
+	default:
+		claim = true
+	}
+	if len(e.Vary) > 0 && x.flight != nil {
+		x.flight.setVary(e.Vary, h.variantLookupKey(x.key, e.Vary, x.r))
+	}
 	return modeTee
+}
+
+// releaseFlight wakes the requests waiting for this one, early.
+func (x *exchange) releaseFlight() {
+	if x.flight != nil {
+		x.h.flights.release(x.flightKey, x.flight)
+	}
+}
+
+// overflowed runs when the body outgrew max_entry_size while streaming
+// (chunked responses, whose size is not known in advance): the key is
+// marked hit-for-miss and the waiters go to the origin at once.
+func (x *exchange) overflowed() {
+	x.h.uncacheable.add(x.key, x.h.now())
+	x.releaseFlight()
+	x.setStored(false, "too large")
+}
+
+// setStored sets {http.cache.stored} (and the detail when not stored) once
+// the outcome of storing is known, for access logs.
+func (x *exchange) setStored(ok bool, detail string) {
+	if x.repl == nil {
+		return
+	}
+	x.repl.Set("http.cache.stored", ok)
+	switch {
+	case ok:
+		x.repl.Set("http.cache.detail", "")
+	case detail != "":
+		x.repl.Set("http.cache.detail", detail)
+	}
 }
 
 // newEntry builds the entry for a response, or says why it is not stored.
@@ -729,7 +835,7 @@ func (h *Handler) heuristicStatus(status int) bool {
 }
 
 // store saves the collected response, under its variant key when it varies.
-func (x *exchange) store(body []byte) {
+func (x *exchange) store(body []byte) error {
 	h, e := x.h, x.pending
 	if body == nil {
 		body = []byte{}
@@ -753,11 +859,12 @@ func (x *exchange) store(body []byte) {
 		e.VaryRequest = vals
 	}
 	if err := h.put(ctx, key, e); err != nil {
-		return
+		return err
 	}
 	if len(e.Vary) > 0 {
 		h.updateVaryIndex(ctx, x.key, e, key)
 	}
+	return nil
 }
 
 // varyLocks serialise, within the process, the read-modify-write of Vary

@@ -4,9 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // etagOrigin answers with an ETag and max-age=1; a revalidation gets a 304
@@ -131,5 +137,182 @@ func TestRangeOnHits(t *testing.T) {
 	r = env.get("/r", "Range", "bytes=0-3")
 	if r.status != http.StatusPartialContent || r.body != "body" {
 		t.Fatalf("bytes=0-3: %d %q", r.status, r.body)
+	}
+}
+
+// barrier lets n origin requests meet: each waits until all n are in
+// flight at once, or until a deadline (then it reports that it waited in
+// vain, i.e. the requests were queued behind each other).
+type barrier struct {
+	n       int
+	mu      sync.Mutex
+	arrived int
+	all     chan struct{}
+}
+
+func newBarrier(n int) *barrier { return &barrier{n: n, all: make(chan struct{})} }
+
+func (b *barrier) meet() bool {
+	b.mu.Lock()
+	b.arrived++
+	if b.arrived == b.n {
+		close(b.all)
+	}
+	b.mu.Unlock()
+	select {
+	case <-b.all:
+		return true
+	case <-time.After(5 * time.Second):
+		return false
+	}
+}
+
+// concurrently sends one request per header set at once and returns the
+// bodies.
+func concurrently(env *testEnv, path string, hdrs ...[]string) []string {
+	out := make([]string, len(hdrs))
+	var wg sync.WaitGroup
+	for i, h := range hdrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = env.get(path, h...).body
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// An oversized chunked body marks its key hit-for-miss as soon as the
+// spool overflows, so concurrent requests stop queueing behind it: in
+// each round all three reach the origin together.
+func TestOversizedChunkedIsHitForMiss(t *testing.T) {
+	var round atomic.Pointer[barrier]
+	env := newEnv(t, `{"max_entry_size": 100}`, func(w http.ResponseWriter, r *http.Request, n int64) error {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Write([]byte(strings.Repeat("a", 150))) // chunked: past the bound at once
+		http.NewResponseController(w).Flush()
+		if !round.Load().meet() {
+			w.Write([]byte("QUEUED"))
+		}
+		w.Write([]byte(strings.Repeat("b", 150)))
+		return nil
+	})
+	for i := 0; i < 2; i++ {
+		round.Store(newBarrier(3))
+		for _, b := range concurrently(env, "/big", nil, nil, nil) {
+			if strings.Contains(b, "QUEUED") || len(b) != 300 {
+				t.Fatalf("round %d: requests queued behind an oversized chunked response (%d bytes)", i, len(b))
+			}
+		}
+	}
+}
+
+// Coalescing honours Vary: once the response says it varies on Cookie,
+// requests with other cookies go to the origin at once.
+func TestCoalescingHonoursVary(t *testing.T) {
+	var round atomic.Pointer[barrier]
+	env := newEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		w.Header().Set("Cache-Control", "max-age=1")
+		w.Header().Set("Vary", "Cookie")
+		w.Header().Set("Content-Length", "2")
+		w.WriteHeader(http.StatusOK)
+		http.NewResponseController(w).Flush()
+		if !round.Load().meet() {
+			return nil // short body: the client sees an error, never stored
+		}
+		w.Write([]byte("ok"))
+		return nil
+	})
+	users := [][]string{{"Cookie", "u=1"}, {"Cookie", "u=2"}, {"Cookie", "u=3"}, {"Cookie", "u=4"}}
+	for i := 0; i < 2; i++ {
+		round.Store(newBarrier(4))
+		for _, b := range concurrently(env, "/v", users...) {
+			if b != "ok" {
+				t.Fatalf("round %d: users with different cookies waited for each other (%q)", i, b)
+			}
+		}
+		env.clock.Advance(2 * time.Second) // stale: every user misses again
+	}
+}
+
+// RFC 5861: the stale-while-revalidate refresh is a full GET: the client's
+// Range is not forwarded, and the entry becomes fresh.
+func TestBackgroundRefreshIsAFullGET(t *testing.T) {
+	var seen sync.Map // hit number -> Range sent
+	env := newEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		seen.Store(n, r.Header.Get("Range")+"|"+r.Header.Get("If-None-Match"))
+		w.Header().Set("Cache-Control", "max-age=10, stale-while-revalidate=600")
+		fmt.Fprintf(w, "version-%d", n)
+		return nil
+	})
+	env.get("/swr")
+	env.clock.Advance(20 * time.Second)
+	r := env.get("/swr", "Range", "bytes=0-3", "If-None-Match", `"other"`)
+	if r.status != http.StatusPartialContent || r.body != "vers" {
+		t.Fatalf("stale range: %d %q", r.status, r.body)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for env.hits.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	v, ok := seen.Load(int64(2))
+	if !ok {
+		t.Fatal("no background refresh reached the origin")
+	}
+	if v.(string) != "|" {
+		t.Fatalf("the refresh carried the client's Range|If-None-Match %q", v)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if fresh := env.get("/swr"); strings.Contains(fresh.header.Get("Cache-Status"), "hit; ttl=1") && fresh.body == "version-2" {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("the entry did not become fresh after the refresh")
+}
+
+// Cache-Status says stored only for a response whose storing is under way
+// with a known length; {http.cache.stored} says what happened.
+func TestStoredOnlyWhenStored(t *testing.T) {
+	env := newEnv(t, `{"max_entry_size": 100}`, func(w http.ResponseWriter, r *http.Request, n int64) error {
+		w.Header().Set("Cache-Control", "max-age=60")
+		body := strings.Repeat("x", 50)
+		if r.URL.Path == "/big" {
+			body = strings.Repeat("x", 300)
+		}
+		if r.URL.Query().Has("len") {
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		}
+		for i := 0; i < len(body); i += 10 {
+			w.Write([]byte(body[i : i+10]))
+			http.NewResponseController(w).Flush()
+		}
+		return nil
+	})
+	var stored atomic.Value
+	env.srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		repl := caddy.NewReplacer()
+		r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl))
+		_ = env.h.ServeHTTP(w, r, caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+			return env.origin(w, r, env.hits.Add(1))
+		}))
+		v, _ := repl.Get("http.cache.stored")
+		d, _ := repl.GetString("http.cache.detail")
+		stored.Store(fmt.Sprint(v) + " " + d)
+	})
+	for _, tc := range []struct{ path, cs, placeholder string }{
+		{"/small?len", "; stored", "true "},
+		{"/small", `detail="store-if-complete"`, "true "},
+		{"/big", `detail="store-if-complete"`, "false too large"},
+	} {
+		r := env.get(tc.path)
+		if cs := r.header.Get("Cache-Status"); !strings.Contains(cs, tc.cs) || (tc.cs != "; stored" && strings.Contains(cs, "stored;")) {
+			t.Fatalf("%s: Cache-Status %q, want %q", tc.path, cs, tc.cs)
+		}
+		if got := stored.Load().(string); got != tc.placeholder {
+			t.Fatalf("%s: {http.cache.stored} {http.cache.detail} = %q, want %q", tc.path, got, tc.placeholder)
+		}
 	}
 }
