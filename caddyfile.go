@@ -39,7 +39,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		}
 //		memory <size>|off
 //		ttl <duration>
-//		ttl <path-pattern> <duration|never|no-store>
+//		ttl <path-pattern> <duration|never|no-store> [types <media types...>]
 //		cache_control respect|ignore
 //		request_cache_control respect|ignore
 //		methods GET [HEAD]
@@ -267,6 +267,10 @@ func (h *Handler) parseTTL(d *caddyfile.Dispenser) error {
 	case len(args) == 3 && suggest.Duration(args[1:]) != "": // ttl /x/* 5 min
 		return d.Errf("ttl %s %s", args[0], suggest.BadDuration(args[1:]))
 	}
+	var types []string
+	if len(args) >= 4 && args[2] == "types" { // ttl *.css 1h types text/css text/x-css
+		types, args = args[3:], args[:2]
+	}
 	switch len(args) {
 	case 1:
 		v, err := caddy.ParseDuration(args[0])
@@ -286,11 +290,11 @@ func (h *Handler) parseTTL(d *caddyfile.Dispenser) error {
 				return d.Errf("ttl %s %q: want a duration (such as 5m or 7d), never or no-store", args[0], t)
 			}
 		}
-		r := TTLRule{Match: args[0], TTL: args[1]}
+		r := TTLRule{Match: args[0], TTL: args[1], ContentTypes: types}
 		if err := r.parse(); err != nil {
 			return d.Err(err.Error())
 		}
-		h.TTLRules = append(h.TTLRules, TTLRule{Match: args[0], TTL: args[1]})
+		h.TTLRules = append(h.TTLRules, TTLRule{Match: args[0], TTL: args[1], ContentTypes: types})
 	default:
 		return d.ArgErr()
 	}

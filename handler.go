@@ -717,7 +717,7 @@ func (x *exchange) newEntry(status int, hdr http.Header, now time.Time) (*storag
 	h := x.h
 	respCC := h.directives(hdr)
 	u, host := h.requestURL(x.r)
-	lifetime, forced, noStore := h.lifetime(status, hdr, respCC, now, host, pathOfURL(u))
+	lifetime, forced, noStore := h.lifetime(x.r.Header, status, hdr, respCC, now, host, pathOfURL(u))
 	if noStore {
 		return nil, "ttl rule no-store"
 	}
@@ -784,7 +784,13 @@ func (h *Handler) stampDate(hdr http.Header, now time.Time) {
 // freshness, else the first matching ttl rule, else ttl, else the
 // heuristic. forced reports that configuration supplied it; noStore that a
 // rule forbids storing.
-func (h *Handler) lifetime(status int, hdr http.Header, cc policy.Directives, now time.Time, host, path string) (d time.Duration, forced, noStore bool) {
+//
+// A configured lifetime never applies to the response to a request that
+// carried Cookie or Authorization unless the response says public, and an
+// extension rule (*.css) never to a response whose Content-Type is not of
+// that extension (ttlrules.go): web cache deception (/account;x.css) must
+// not turn a private page into a shared one.
+func (h *Handler) lifetime(reqHdr http.Header, status int, hdr http.Header, cc policy.Directives, now time.Time, host, path string) (d time.Duration, forced, noStore bool) {
 	var configured time.Duration
 	has := false
 	for i := range h.TTLRules {
@@ -792,12 +798,18 @@ func (h *Handler) lifetime(status int, hdr http.Header, cc policy.Directives, no
 			if h.TTLRules[i].noStore {
 				return 0, false, true
 			}
+			if !h.TTLRules[i].typeAllowed(hdr.Get("Content-Type")) {
+				continue
+			}
 			configured, has = h.TTLRules[i].lifetime, true
 			break
 		}
 	}
 	if !has && h.TTL > 0 {
 		configured, has = time.Duration(h.TTL), true
+	}
+	if has && credentialed(reqHdr) && !cc.Public {
+		has = false
 	}
 	if has && !h.heuristicStatus(status) {
 		// A configured lifetime is not the origin's freshness: errors
@@ -931,7 +943,7 @@ func (x *exchange) freshen(c *capture) error {
 	merged := policy.Freshen(old.Header, c.hdr)
 	respCC := h.directives(merged)
 	u, host := h.requestURL(x.r)
-	lifetime, forced, ruleNoStore := h.lifetime(old.Status, merged, respCC, now, host, pathOfURL(u))
+	lifetime, forced, ruleNoStore := h.lifetime(x.r.Header, old.Status, merged, respCC, now, host, pathOfURL(u))
 	initialAge := policy.InitialAge(c.hdr, x.requestTime, now)
 	e := &storage.Entry{
 		Kind:         storage.KindResponse,

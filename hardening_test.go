@@ -316,3 +316,74 @@ func TestStoredOnlyWhenStored(t *testing.T) {
 		}
 	}
 }
+
+// Web cache deception: a ttl rule for *.css does not make a private page
+// requested as /account;x.css (with the victim's cookie) shared.
+func TestTTLRuleWebCacheDeception(t *testing.T) {
+	env := newEnv(t, `{"ttl_rules": [{"match": "*.css", "ttl": "1h"}]}`, func(w http.ResponseWriter, r *http.Request, n int64) error {
+		if strings.HasPrefix(r.URL.Path, "/account") {
+			w.Header().Set("Content-Type", "text/html")
+			fmt.Fprintf(w, "account page of %s #%d", r.Header.Get("Cookie"), n)
+			return nil
+		}
+		w.Header().Set("Content-Type", "text/css")
+		if r.URL.Query().Has("public") {
+			w.Header().Set("Cache-Control", "public")
+		}
+		fmt.Fprintf(w, "body{} #%d", n)
+		return nil
+	})
+	victim := env.get("/account;x.css", "Cookie", "session=victim")
+	if !strings.Contains(victim.body, "victim") {
+		t.Fatalf("victim got %q", victim.body)
+	}
+	if r := env.get("/account;x.css"); strings.Contains(r.body, "victim") {
+		t.Fatalf("a cookie-less client got the victim's page: %q (%s)", r.body, r.header.Get("Cache-Status"))
+	}
+	// a text/html response does not take the *.css lifetime even without cookies
+	env.get("/account/y.css")
+	if r := env.get("/account/y.css"); strings.Contains(r.header.Get("Cache-Status"), "hit") {
+		t.Fatalf("an HTML page took the *.css rule: %s", r.header.Get("Cache-Status"))
+	}
+	// a real stylesheet requested with a cookie is not stored by the rule…
+	env.get("/site.css", "Cookie", "session=a")
+	if r := env.get("/site.css"); strings.Contains(r.header.Get("Cache-Status"), "hit") {
+		t.Fatalf("a response to a request with Cookie took the rule: %s", r.header.Get("Cache-Status"))
+	}
+	// …unless the origin says public; without a cookie it is
+	env.get("/pub.css?public", "Cookie", "session=a")
+	wantStatus(t, env.get("/pub.css?public"), "hit")
+	env.get("/plain.css")
+	wantStatus(t, env.get("/plain.css"), "hit")
+}
+
+func TestTTLRuleTypes(t *testing.T) {
+	cases := []struct {
+		match string
+		types []string
+		ct    string
+		want  bool
+	}{
+		{"*.css", nil, "text/css; charset=utf-8", true},
+		{"*.css", nil, "text/html", false},
+		{"*.css", nil, "", false},
+		{"/static/*.js", nil, "application/javascript", true},
+		{"*.json", nil, "application/ld+json", true},
+		{"*.png", nil, "image/png", true},
+		{"*.css", []string{"text/*"}, "text/x-css", true},
+		{"/static/*", nil, "text/html", true}, // no extension: any type
+		{"*.unknownext", nil, "text/html", true},
+	}
+	for _, tc := range cases {
+		r := TTLRule{Match: tc.match, TTL: "1h", ContentTypes: tc.types}
+		if err := r.parse(); err != nil {
+			t.Fatal(err)
+		}
+		if got := r.typeAllowed(tc.ct); got != tc.want {
+			t.Errorf("rule %s %v, Content-Type %q: %v, want %v", tc.match, tc.types, tc.ct, got, tc.want)
+		}
+	}
+	if err := (&TTLRule{Match: "*.css", TTL: "1h", ContentTypes: []string{"css"}}).parse(); err == nil {
+		t.Error("a content type without a slash was accepted")
+	}
+}

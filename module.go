@@ -220,6 +220,12 @@ type TTLRule struct {
 	Match string `json:"match"`
 	// TTL is a duration ("10m"), "never" (no expiry: 1 year) or "no-store".
 	TTL string `json:"ttl"`
+	// ContentTypes lists the media types (e.g. "text/css", "image/*") a
+	// response must have for a pattern that ends in an extension ("*.css")
+	// to give it a lifetime. Default: the types of that extension in a
+	// built-in table (css, js, json, images, fonts, media, …); a pattern
+	// whose extension is not in the table applies to any type.
+	ContentTypes []string `json:"content_types,omitempty"`
 
 	lifetime time.Duration
 	noStore  bool
@@ -514,6 +520,11 @@ func (h *Handler) Validate() error {
 func (r *TTLRule) parse() error {
 	if r.Match == "" {
 		return fmt.Errorf("ttl rule: empty pattern")
+	}
+	for _, t := range r.ContentTypes {
+		if _, err := path.Match(t, ""); err != nil || !strings.Contains(t, "/") || strings.ContainsAny(t, " ;,") {
+			return fmt.Errorf("ttl %s types %q: want a media type such as text/css or image/*", r.Match, t)
+		}
 	}
 	switch r.TTL {
 	case "no-store":
