@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -150,7 +151,11 @@ func fixed(hdr ...string) func(http.ResponseWriter, *http.Request, int64) error 
 		for i := 0; i+1 < len(hdr); i += 2 {
 			w.Header().Add(hdr[i], hdr[i+1])
 		}
-		fmt.Fprintf(w, "body-%d", n)
+		body := fmt.Sprintf("body-%d", n)
+		if w.Header().Get("Content-Length") == "" && w.Header().Get("Transfer-Encoding") == "" {
+			w.Header().Set("Content-Length", strconv.Itoa(len(body))) // as most origins send it
+		}
+		fmt.Fprint(w, body)
 		return nil
 	}
 }
