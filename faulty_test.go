@@ -3,9 +3,14 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -19,10 +24,19 @@ func init() {
 	caddy.RegisterModule(new(faultyStore))
 }
 
-// faultyStore is a test-only backend that fails every call: "error" fails
-// at once, "hang" blocks until the context is done (a dead network peer).
+// faultyStore is a test-only backend. In mode "error" every call fails at
+// once, in "hang" every call blocks until the context is done (a dead
+// network peer). Modes "writes" and "switch" are a working in-memory store
+// whose calls fail while failing is set: "writes" fails Put and Delete
+// only (a full disk: reads still work), "switch" fails every call (an
+// outage the test turns on and off).
 type faultyStore struct {
 	Mode string `json:"mode,omitempty"`
+
+	failing atomic.Bool
+	puts    atomic.Int64 // Put calls that reached the store
+	mu      sync.Mutex
+	entries map[string]*storage.Entry
 }
 
 // faultyCalls counts the calls made to every faultyStore.
@@ -32,7 +46,10 @@ func (*faultyStore) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{ID: "http.handlers.cache.storage.faulty", New: func() caddy.Module { return new(faultyStore) }}
 }
 
-var errStoreDown = errors.New("store is down")
+var (
+	errStoreDown = errors.New("store is down")
+	errDiskFull  = fmt.Errorf("writing entry: %w", syscall.ENOSPC)
+)
 
 func (f *faultyStore) fail(ctx context.Context) error {
 	faultyCalls.Add(1)
@@ -43,13 +60,61 @@ func (f *faultyStore) fail(ctx context.Context) error {
 	return errStoreDown
 }
 
+// working reports whether the call is served by the in-memory store
+// (modes "writes" and "switch"), and the error to return otherwise.
+func (f *faultyStore) working(ctx context.Context, write bool) (bool, error) {
+	switch f.Mode {
+	case "writes":
+		faultyCalls.Add(1)
+		if write && f.failing.Load() {
+			return false, errDiskFull
+		}
+		return true, nil
+	case "switch":
+		faultyCalls.Add(1)
+		if f.failing.Load() {
+			return false, errStoreDown
+		}
+		return true, nil
+	}
+	return false, f.fail(ctx)
+}
+
 func (f *faultyStore) Get(ctx context.Context, key string) (*storage.Entry, error) {
-	return nil, f.fail(ctx)
+	if ok, err := f.working(ctx, false); !ok {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e, ok := f.entries[key]; ok {
+		return e, nil
+	}
+	return nil, storage.ErrNotFound
 }
+
 func (f *faultyStore) Put(ctx context.Context, key string, e *storage.Entry) error {
-	return f.fail(ctx)
+	f.puts.Add(1)
+	if ok, err := f.working(ctx, true); !ok {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.entries == nil {
+		f.entries = map[string]*storage.Entry{}
+	}
+	f.entries[key] = e
+	return nil
 }
-func (f *faultyStore) Delete(ctx context.Context, key string) error { return f.fail(ctx) }
+
+func (f *faultyStore) Delete(ctx context.Context, key string) error {
+	if ok, err := f.working(ctx, true); !ok {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.entries, key)
+	return nil
+}
 
 func TestDeadStoreGoesToOrigin(t *testing.T) {
 	for _, mode := range []string{"error", "hang"} {
@@ -109,5 +174,127 @@ func TestOutageLoggedOnce(t *testing.T) {
 				t.Fatalf("%d Warn lines for one outage, want %d: %v", n, tc.warns, logs.All())
 			}
 		})
+	}
+}
+
+// faultyOf finds the faultyStore under the handler's store wrappers.
+func faultyOf(t *testing.T, st storage.Store) *faultyStore {
+	t.Helper()
+	for {
+		switch s := st.(type) {
+		case *faultyStore:
+			return s
+		case *instrumentedStore:
+			st = s.Store
+		default:
+			t.Fatalf("store %T is not a faultyStore", st)
+		}
+	}
+}
+
+// observe sends the handler's log to an observer at Info and above.
+func observe(env *testEnv) *observer.ObservedLogs {
+	core, logs := observer.New(zapcore.InfoLevel)
+	env.h.logger = zap.New(core)
+	return logs
+}
+
+// messages lists the messages of logs at level.
+func messages(logs *observer.ObservedLogs, level zapcore.Level) []string {
+	var out []string
+	for _, e := range logs.FilterLevelExact(level).All() {
+		out = append(out, e.Message)
+	}
+	return out
+}
+
+// A full disk (writes fail, reads work) is one warning, not one per miss:
+// writes pause for a back-off instead of failing on every miss, hits are
+// still served, and one info line says when writes work again.
+func TestFullDiskLogsOnce(t *testing.T) {
+	env := newEnv(t, `{"storage": {"backend": "faulty", "mode": "writes"}, "memory": -1, "storage_timeout": "50ms"}`,
+		fixed("Cache-Control", "max-age=600"))
+	f := faultyOf(t, env.h.store)
+	logs := observe(env)
+	env.get("/hot")
+	wantStatus(t, env.get("/hot"), "hit")
+
+	f.failing.Store(true)
+	for i := range 20 {
+		r := env.get(fmt.Sprintf("/miss/%d", i))
+		if r.status != http.StatusOK || r.body == "" {
+			t.Fatalf("miss %d with failing writes: status %d body %q", i, r.status, r.body)
+		}
+		wantStatus(t, r, "fwd=uri-miss")
+		// reads still work: the entry stored before is served
+		wantStatus(t, env.get("/hot"), "hit")
+	}
+	warns := messages(logs, zapcore.WarnLevel)
+	if len(warns) != 1 || !strings.Contains(warns[0], "writes failing (reads still work)") {
+		t.Fatalf("Warn lines after 20 misses with failing writes: %q, want one saying writes fail and reads work", warns)
+	}
+	if infos := messages(logs, zapcore.InfoLevel); len(infos) != 0 {
+		t.Fatalf("Info lines while writes fail: %q, want none", infos)
+	}
+	// Writes paused: the store saw the first failed Put, not one per miss.
+	if n := f.puts.Load(); n != 2 {
+		t.Fatalf("Puts that reached the store: %d, want 2 (the stored entry and the first failure)", n)
+	}
+
+	// Past the back-off, a miss tries again: still failing, no new line,
+	// and the next back-off is longer.
+	env.clock.Advance(writeBackoffMin + time.Second)
+	env.get("/again/1")
+	if n := f.puts.Load(); n != 3 {
+		t.Fatalf("Puts after the first back-off: %d, want 3 (one retry)", n)
+	}
+	env.clock.Advance(writeBackoffMin + time.Second) // less than the doubled back-off
+	env.get("/again/2")
+	if n := f.puts.Load(); n != 3 {
+		t.Fatalf("Puts during the doubled back-off: %d, want still 3", n)
+	}
+
+	// The disk has room again: the first write after the back-off works,
+	// and says so once.
+	f.failing.Store(false)
+	env.clock.Advance(2 * writeBackoffMin)
+	env.get("/after")
+	wantStatus(t, env.get("/after"), "hit")
+	env.get("/after/2")
+	if infos := messages(logs, zapcore.InfoLevel); len(infos) != 1 || !strings.Contains(infos[0], "writes work again") {
+		t.Fatalf("Info lines after writes work again: %q, want one", infos)
+	}
+	if warns := messages(logs, zapcore.WarnLevel); len(warns) != 1 {
+		t.Fatalf("Warn lines: %q, want still one", warns)
+	}
+}
+
+// A store that fails and answers in turn logs one warning, and "recovered"
+// only once it has gone recoveryQuiet without a failure (checked at the
+// next successful call).
+func TestFlappingStoreRecoveryHysteresis(t *testing.T) {
+	env := newEnv(t, `{"storage": {"backend": "faulty", "mode": "switch"}, "memory": -1, "storage_timeout": "50ms"}`,
+		fixed("Cache-Control", "max-age=600"))
+	f := faultyOf(t, env.h.store)
+	logs := observe(env)
+	for i := range 20 {
+		f.failing.Store(i%2 == 0)
+		if r := env.get(fmt.Sprintf("/flap/%d", i)); r.status != http.StatusOK {
+			t.Fatalf("request %d: status %d", i, r.status)
+		}
+		env.clock.Advance(time.Second)
+	}
+	if warns := messages(logs, zapcore.WarnLevel); len(warns) != 1 {
+		t.Fatalf("Warn lines while the store flaps: %q, want one", warns)
+	}
+	if infos := messages(logs, zapcore.InfoLevel); len(infos) != 0 {
+		t.Fatalf("Info lines while the store flaps: %q, want none (no quiet period yet)", infos)
+	}
+	f.failing.Store(false)
+	env.clock.Advance(recoveryQuiet)
+	env.get("/steady/1")
+	env.get("/steady/2")
+	if infos := messages(logs, zapcore.InfoLevel); len(infos) != 1 || !strings.Contains(infos[0], "recovered") {
+		t.Fatalf("Info lines after a quiet period: %q, want one recovered", infos)
 	}
 }
