@@ -43,12 +43,15 @@ func init() {
 //	     the key escaped as one path segment (encodeURIComponent,
 //	     url.PathEscape): "/" as %2F, the newline of key headers as %0A;
 //	     one entry with its header (and body: "body" when it is UTF-8,
-//	     else "body_base64").
+//	     else "body_base64"). A Vary variant's key is shown, and taken,
+//	     as <primary key>#vary=<32 hex digits> (see displayKey).
 //	POST /cache/purge  {"url"|"prefix"|"host"|"tag": "...", "all": true, "dry_run": bool, "handler": "..."}
 //	     {"dry_run": bool, "removed": n, "results": [{"handler", "backend", "removed", "keys", "error"}]}
 //	POST /cache/expired {"stale": bool, "dry_run": bool, "handler": "..."}
 //	     removes entries past their expiry (with stale, also those past
-//	     their freshness); same answer as purge.
+//	     their freshness); same answer as purge, where a dry run's result
+//	     has "uncounted": true when the store sweeps expired entries
+//	     itself but cannot count them (the real run removes those too).
 //	GET  /cache/explain?url=...&method=GET&header=Name:Value...
 //	     {"url", "method", "results": [{"handler", "backend", "key",
 //	     "outcome": "hit|stale|revalidate|miss|bypass|error", "reason", "entry"}]}
@@ -233,7 +236,7 @@ type entryInfo struct {
 
 func (h *Handler) entryInfo(key string, e *storage.Entry, now time.Time) entryInfo {
 	info := entryInfo{
-		Handler: h.ops.name, Backend: h.backendName, Key: unscoped(key), URL: e.URL,
+		Handler: h.ops.name, Backend: h.backendName, Key: displayKey(unscoped(key)), URL: e.URL,
 		KeyHeaders: keyHeaders(key), Kind: "response", Status: e.Status,
 		Size: e.BodySize, Expires: e.Expires, Tags: e.Tags, Vary: e.VaryRequest,
 	}
@@ -244,7 +247,8 @@ func (h *Handler) entryInfo(key string, e *storage.Entry, now time.Time) entryIn
 		info.URL = urlOfKey(key)
 	}
 	if e.Kind == storage.KindVary {
-		info.Kind, info.Status, info.VaryNames, info.Variants, info.Vary = "vary-index", 0, e.Vary, e.Variants, nil
+		info.Kind, info.Status, info.VaryNames, info.Vary = "vary-index", 0, e.Vary, nil
+		info.Variants = displayKeys(unscopedKeys(e.Variants))
 		return info
 	}
 	info.StoredAt = e.ResponseTime
@@ -270,6 +274,60 @@ func keyHeaders(key string) map[string]string {
 		out[name] = val
 	}
 	return out
+}
+
+// Variant keys end in "\x00vary:" and 32 hex digits (variantKey). A NUL
+// cannot be passed on a command line, typed or pasted from a terminal, so
+// every key the admin API and the CLI show has that suffix written
+// "#vary=" and the same digits, and every key they take may be written
+// either way. Clients do not send fragments, so "#" appears in a URL key
+// only when a client sends a raw "#" in the query (invalid in a request
+// target, RFC 9112 §3.2, but accepted by Go's server): such a primary key
+// ending in "#vary=" and 32 hex digits is shown as it is, and on input the
+// variant is looked up before it (storedKeys).
+const (
+	rawVariantSep     = "\x00vary:"
+	displayVariantSep = "#vary="
+)
+
+// displayKey returns the printable form of an unscoped key: a variant's
+// "\x00vary:" suffix written "#vary=". Other keys are returned as they are.
+func displayKey(k string) string {
+	i := len(k) - variantSuffixLen
+	if i >= 0 && k[i:i+len(rawVariantSep)] == rawVariantSep {
+		return k[:i] + displayVariantSep + k[i+len(rawVariantSep):]
+	}
+	return k
+}
+
+// displayKeys applies displayKey to each key, in place.
+func displayKeys(keys []string) []string {
+	for i, k := range keys {
+		keys[i] = displayKey(k)
+	}
+	return keys
+}
+
+// storedKeys returns the unscoped stored keys an admin key can name, the
+// likelier first: for a key in the printable variant form, the variant key
+// and then the key as given; else the key as given.
+func storedKeys(k string) []string {
+	n := len(displayVariantSep) + 32
+	i := len(k) - n
+	if i < 0 || k[i:i+len(displayVariantSep)] != displayVariantSep || !isLowerHex(k[len(k)-32:]) ||
+		strings.IndexByte(k, 0) >= 0 {
+		return []string{k}
+	}
+	return []string{k[:i] + rawVariantSep + k[len(k)-32:], k}
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // hostOfKey returns the host part of a key.
@@ -314,15 +372,15 @@ func (a *AdminAPI) list(w http.ResponseWriter, r *http.Request) error {
 	tag := q.Get("tag")
 	index := q.Get("index") == "1" || q.Get("index") == "true"
 
-	// cursor: opaque (handler NUL key, base64url) or, with one handler in
-	// scope, a raw key
+	// cursor: opaque (handler NUL stored key, base64url) or, with one
+	// handler in scope, a key as shown
 	var curHandler, curKey string
 	if c := q.Get("cursor"); c != "" {
 		if strings.Contains(c, "://") {
 			if len(hs) != 1 {
 				return badRequest("cursor: a key as cursor needs exactly one handler in scope (add handler=<name>)")
 			}
-			curHandler, curKey = hs[0].ops.name, c
+			curHandler, curKey = hs[0].ops.name, storedKeys(c)[0]
 		} else {
 			raw, err := base64.RawURLEncoding.DecodeString(c)
 			name, key, ok := strings.Cut(string(raw), "\x00")
@@ -334,7 +392,7 @@ func (a *AdminAPI) list(w http.ResponseWriter, r *http.Request) error {
 	}
 
 	var out []entryInfo
-	next := ""
+	next, lastKey := "", ""
 	now := time.Now()
 	for i, h := range hs {
 		if h.ops.name < curHandler {
@@ -362,11 +420,11 @@ func (a *AdminAPI) list(w http.ResponseWriter, r *http.Request) error {
 		}
 		for _, it := range items {
 			out = append(out, h.entryInfo(it.key, it.meta, now))
+			lastKey = unscoped(it.key)
 		}
 		if len(out) >= limit {
 			if more || i < len(hs)-1 {
-				last := out[len(out)-1]
-				next = base64.RawURLEncoding.EncodeToString([]byte(last.Handler + "\x00" + last.Key))
+				next = base64.RawURLEncoding.EncodeToString([]byte(out[len(out)-1].Handler + "\x00" + lastKey))
 			}
 			break
 		}
@@ -423,28 +481,30 @@ func (a *AdminAPI) inspect(w http.ResponseWriter, r *http.Request, escaped strin
 	}
 	withBody := q.Get("body") == "1" || q.Get("body") == "true"
 	for _, h := range hs {
-		e, err := h.load(r.Context(), h.scope+key)
-		if errors.Is(err, storage.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("handler %s: reading %q: %w", h.ops.name, key, err)
-		}
-		info := h.entryInfo(h.scope+key, e, time.Now())
-		info.Header = e.Header
-		if withBody && e.Kind == storage.KindResponse {
-			if utf8.Valid(e.Body) {
-				s := string(e.Body)
-				info.Body = &s
-			} else {
-				s := base64.StdEncoding.EncodeToString(e.Body)
-				info.BodyBase64 = &s
+		for _, k := range storedKeys(key) {
+			e, err := h.load(r.Context(), h.scope+k)
+			if errors.Is(err, storage.ErrNotFound) {
+				continue
 			}
+			if err != nil {
+				return fmt.Errorf("handler %s: reading %q: %w", h.ops.name, displayKey(k), err)
+			}
+			info := h.entryInfo(h.scope+k, e, time.Now())
+			info.Header = e.Header
+			if withBody && e.Kind == storage.KindResponse {
+				if utf8.Valid(e.Body) {
+					s := string(e.Body)
+					info.Body = &s
+				} else {
+					s := base64.StdEncoding.EncodeToString(e.Body)
+					info.BodyBase64 = &s
+				}
+			}
+			writeJSON(w, http.StatusOK, info)
+			return nil
 		}
-		writeJSON(w, http.StatusOK, info)
-		return nil
 	}
-	return notFound("key %q: not in the cache", key)
+	return notFound("key %q: not in the cache", displayKey(key))
 }
 
 // purgeAnswer is the answer of purge and expired.
@@ -485,7 +545,9 @@ func (a *AdminAPI) purge(w http.ResponseWriter, r *http.Request) error {
 	}
 	var results []purgeResult
 	for _, h := range hs {
-		results = append(results, h.purge(r.Context(), req, u))
+		res := h.purge(r.Context(), req, u)
+		displayKeys(res.Keys)
+		results = append(results, res)
 	}
 	writePurgeAnswer(w, req.DryRun, results)
 	return nil
@@ -500,6 +562,28 @@ type expiredRequest struct {
 	Handler string `json:"handler,omitempty"`
 }
 
+// expiredResult is one handler's part of the answer of POST
+// /cache/expired.
+type expiredResult struct {
+	purgeResult
+	// Uncounted is set on a dry run when the store removes expired entries
+	// in a sweep of its own (storage.Expirer) but cannot count them
+	// without removing them (no CountExpired): the real run removes those
+	// too, beyond Removed.
+	Uncounted bool `json:"uncounted,omitempty"`
+}
+
+// expiredCounter is implemented by stores with a storage.Expirer that can
+// count what DeleteExpired would remove now, without removing anything.
+// The dry run of POST /cache/expired needs it: a Lister never shows an
+// expired entry, so walking the entries cannot find what the sweep
+// removes.
+type expiredCounter interface {
+	// CountExpired returns how many entries DeleteExpired would remove
+	// now.
+	CountExpired(ctx context.Context) (int64, error)
+}
+
 // expired answers POST /cache/expired.
 func (a *AdminAPI) expired(w http.ResponseWriter, r *http.Request) error {
 	var req expiredRequest
@@ -510,22 +594,48 @@ func (a *AdminAPI) expired(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var results []purgeResult
+	ans := struct {
+		DryRun  bool            `json:"dry_run"`
+		Removed int             `json:"removed"`
+		Results []expiredResult `json:"results"`
+	}{DryRun: req.DryRun, Results: []expiredResult{}}
+	status := http.StatusOK
+	// A store's sweep removes the expired entries of every handler on it:
+	// run (or count) it once per store, as the first handler on it finds
+	// them all and the next ones none.
+	swept := map[string]bool{}
 	for _, h := range hs {
-		results = append(results, h.removeExpired(r.Context(), req.Stale, req.DryRun))
+		res := h.removeExpired(r.Context(), req.Stale, req.DryRun, !swept[h.storageID])
+		swept[h.storageID] = true
+		ans.Removed += res.Removed
+		if res.Error != "" {
+			status = http.StatusInternalServerError
+		}
+		ans.Results = append(ans.Results, res)
 	}
-	writePurgeAnswer(w, req.DryRun, results)
+	writeJSON(w, status, ans)
 	return nil
 }
 
-// removeExpired removes entries past their expiry (and with stale, past
-// their freshness): through the store's own sweep when it has one, and by
-// walking the entries when it can list them.
-func (h *Handler) removeExpired(ctx context.Context, stale, dry bool) purgeResult {
-	res := purgeResult{Handler: h.ops.name, Backend: h.backendName}
+// removeExpired removes h's entries past their expiry (and with stale,
+// past their freshness), or with dry counts them: through the store's own
+// sweep when it has one and sweep is set (the sweep covers every handler
+// on the store), and by walking h's entries when the store can list them.
+func (h *Handler) removeExpired(ctx context.Context, stale, dry, sweep bool) expiredResult {
+	res := expiredResult{purgeResult: purgeResult{Handler: h.ops.name, Backend: h.backendName}}
 	var errs []string
-	if ex, ok := optional[storage.Expirer](h.ops.raw); ok && !dry {
-		n, err := ex.DeleteExpired(ctx)
+	if ex, ok := optional[storage.Expirer](h.ops.raw); ok && sweep {
+		var n int64
+		var err error
+		c, counts := optional[expiredCounter](h.ops.raw)
+		switch {
+		case !dry:
+			n, err = ex.DeleteExpired(ctx)
+		case counts:
+			n, err = c.CountExpired(ctx)
+		default:
+			res.Uncounted = true
+		}
 		res.Removed += int(n)
 		if err != nil {
 			errs = append(errs, err.Error())
@@ -534,7 +644,7 @@ func (h *Handler) removeExpired(ctx context.Context, stale, dry bool) purgeResul
 	if h.ops.lister != nil {
 		now := h.now()
 		var ks keySet
-		err := h.walkKeys(ctx, []string{""}, func(_ string, e *storage.Entry) bool {
+		err := h.walkKeys(ctx, []string{h.scope}, func(_ string, e *storage.Entry) bool {
 			if e.Expired(now) {
 				return true
 			}
@@ -547,7 +657,8 @@ func (h *Handler) removeExpired(ctx context.Context, stale, dry bool) purgeResul
 			errs = append(errs, err.Error())
 		}
 		res.Removed += len(ks.responses)
-		res.Keys = unscopedKeys(ks.responses)
+		res.Keys = displayKeys(unscopedKeys(ks.responses))
+		sort.Strings(res.Keys)
 		if len(res.Keys) > maxReportedKeys {
 			res.Keys, res.KeysTruncated = res.Keys[:maxReportedKeys], true
 		}
@@ -573,7 +684,9 @@ func (a *AdminAPI) explain(w http.ResponseWriter, r *http.Request) error {
 		// the request explained did not arrive on a listener: its
 		// authority is the URL's, not the admin endpoint's
 		rctx := context.WithValue(ctx, http.LocalAddrContextKey, nil)
-		results = append(results, h.explain(ctx, req.WithContext(rctx)))
+		res := h.explain(ctx, req.WithContext(rctx))
+		res.Key, res.VariantKey = displayKey(res.Key), displayKey(res.VariantKey)
+		results = append(results, res)
 		cancel()
 	}
 	writeJSON(w, http.StatusOK, struct {

@@ -5,10 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -108,7 +111,9 @@ func tagged(w http.ResponseWriter, r *http.Request, n int64) error {
 	if c := r.URL.Query().Get("c"); c != "" {
 		w.Header().Set("Cache-Tag", c)
 	}
-	fmt.Fprintf(w, "body-%d", n)
+	body := fmt.Sprintf("body-%d", n)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	fmt.Fprint(w, body)
 	return nil
 }
 
@@ -238,7 +243,7 @@ func TestAdminPurgeURLVariants(t *testing.T) {
 		t.Fatalf("dry run: %+v", ans)
 	}
 	for _, k := range ans.Results[0].Keys {
-		if !strings.HasPrefix(k, env.srv.URL+"/v\x00vary:") {
+		if !strings.HasPrefix(k, env.srv.URL+"/v#vary=") {
 			t.Fatalf("dry run key %q is not a variant of /v", k)
 		}
 	}
@@ -884,5 +889,227 @@ func TestExplainAgreesWithHandler(t *testing.T) {
 				t.Fatalf("explain said %s (%s); the handler answered %q (%s)", got.Outcome, got.Reason, cs, served)
 			}
 		})
+	}
+}
+
+// sweepEnv is an opsEnv on a sweeptest store (or sweepnocount, when
+// counting is false) named store, whose clock is the env's fake clock. The
+// origin answers max-age=<path>, without validators, so that entries expire
+// exactly when they go stale.
+func sweepEnv(t *testing.T, name, store string, counting bool) (*testEnv, *sweepStore) {
+	t.Helper()
+	backend := "sweeptest"
+	if !counting {
+		backend = "sweepnocount"
+	}
+	cfg := fmt.Sprintf(`{"name": %q, "memory": -1, "storage": {"backend": %q, "name": %q}}`, name, backend, store)
+	env := opsEnv(t, cfg, func(w http.ResponseWriter, r *http.Request, n int64) error {
+		w.Header().Set("Cache-Control", "max-age="+strings.TrimPrefix(r.URL.Path, "/"))
+		fmt.Fprintf(w, "body-%d", n)
+		return nil
+	})
+	var st *sweepStore
+	switch s := env.h.ops.raw.(type) {
+	case *sweepStore:
+		st = s
+	case *countingSweepStore:
+		st = &s.sweepStore
+	default:
+		t.Fatalf("store is a %T", env.h.ops.raw)
+	}
+	st.setClock(env.clock.Now)
+	return env, st
+}
+
+func expiredCall(t *testing.T, body map[string]any) purgeAns {
+	t.Helper()
+	var ans purgeAns
+	if code := admin(t, "POST", "/cache/expired", body, &ans); code != 200 {
+		t.Fatalf("expired %v: %d %+v", body, code, ans)
+	}
+	return ans
+}
+
+// A store that sweeps expired entries itself (storage.Expirer) never lists
+// them, so the dry run of POST /cache/expired asks it to count them: the
+// dry run reports what the real run then removes.
+func TestAdminExpiredDryRunCountsSweep(t *testing.T) {
+	env, st := sweepEnv(t, "t-expired-sweep", t.Name(), true)
+	for _, p := range []string{"/10", "/20", "/30", "/1000"} {
+		env.get(p)
+	}
+	env.clock.Advance(60 * time.Second)
+	if n := st.held(); n != 4 {
+		t.Fatalf("store holds %d entries, want 4", n)
+	}
+	dry := expiredCall(t, map[string]any{"handler": env.name(), "dry_run": true})
+	real := expiredCall(t, map[string]any{"handler": env.name()})
+	if dry.Removed != 3 || real.Removed != dry.Removed {
+		t.Fatalf("dry run would remove %d, the real run removed %d; want 3 both", dry.Removed, real.Removed)
+	}
+	if n := st.held(); n != 1 {
+		t.Fatalf("store holds %d entries after the sweep, want 1", n)
+	}
+	if again := expiredCall(t, map[string]any{"handler": env.name(), "dry_run": true}); again.Removed != 0 {
+		t.Fatalf("dry run after the sweep: %+v", again)
+	}
+	wantStatus(t, env.get("/1000"), "hit")
+}
+
+// Two handlers on one store: the store's sweep is counted once, as the
+// real run removes it once.
+func TestAdminExpiredDryRunSharedStore(t *testing.T) {
+	a, st := sweepEnv(t, "t-expired-shared-a", t.Name(), true)
+	b, _ := sweepEnv(t, "t-expired-shared-b", t.Name(), true)
+	a.get("/10")
+	b.get("/10")
+	b.get("/20")
+	a.clock.Advance(60 * time.Second)
+	b.clock.Advance(60 * time.Second)
+	ours := func(ans purgeAns) int {
+		n := 0
+		for _, r := range ans.Results {
+			if r.Handler == a.name() || r.Handler == b.name() {
+				n += r.Removed
+			}
+		}
+		return n
+	}
+	dry := ours(expiredCall(t, map[string]any{"dry_run": true}))
+	real := ours(expiredCall(t, map[string]any{}))
+	if dry != 3 || real != 3 {
+		t.Fatalf("dry run would remove %d, the real run removed %d; want 3 both", dry, real)
+	}
+	if n := st.held(); n != 0 {
+		t.Fatalf("store holds %d entries, want 0", n)
+	}
+}
+
+// A store that sweeps but cannot count says so in a dry run instead of
+// reporting 0.
+func TestAdminExpiredDryRunUncounted(t *testing.T) {
+	env, _ := sweepEnv(t, "t-expired-uncounted", t.Name(), false)
+	env.get("/10")
+	env.clock.Advance(60 * time.Second)
+	var ans struct {
+		Removed int `json:"removed"`
+		Results []struct {
+			Removed   int  `json:"removed"`
+			Uncounted bool `json:"uncounted"`
+		} `json:"results"`
+	}
+	if code := admin(t, "POST", "/cache/expired", map[string]any{"handler": env.name(), "dry_run": true}, &ans); code != 200 ||
+		len(ans.Results) != 1 || !ans.Results[0].Uncounted {
+		t.Fatalf("dry run: %d %+v", code, ans)
+	}
+	real := expiredCall(t, map[string]any{"handler": env.name()})
+	if real.Removed != 1 {
+		t.Fatalf("real run: %+v", real)
+	}
+}
+
+// varyLang answers max-age=60 with Vary: Accept-Language and the language
+// in the body.
+func varyLang(w http.ResponseWriter, r *http.Request, n int64) error {
+	w.Header().Set("Cache-Control", "max-age=60")
+	w.Header().Set("Vary", "Accept-Language")
+	fmt.Fprintf(w, "%s-%d", r.Header.Get("Accept-Language"), n)
+	return nil
+}
+
+// inspectKey answers GET /cache/entries/<key>?body=1 for a key as shown.
+func inspectKey(t *testing.T, env *testEnv, key string) (int, entryInfo) {
+	t.Helper()
+	var info entryInfo
+	code := admin(t, "GET", "/cache/entries/"+url.PathEscape(key)+"?body=1&handler="+env.name(), nil, &info)
+	return code, info
+}
+
+// Vary variants have a printable key, <primary>#vary=<32 hex>, that the
+// listing, explain, purge and the index show and inspect takes back (the
+// stored form with its NUL is still accepted).
+func TestAdminVariantKeys(t *testing.T) {
+	env := opsEnv(t, "", varyLang)
+	env.get("/v", "Accept-Language", "en")
+	env.get("/v", "Accept-Language", "de")
+	var ans listAnswer
+	if code := admin(t, "GET", "/cache/entries?handler="+env.name(), nil, &ans); code != 200 || len(ans.Entries) != 2 {
+		t.Fatalf("list: %d %+v", code, ans)
+	}
+	bodies := map[string]string{}
+	for _, e := range ans.Entries {
+		prefix := env.srv.URL + "/v#vary="
+		if !strings.HasPrefix(e.Key, prefix) || len(e.Key) != len(prefix)+32 || !isLowerHex(e.Key[len(prefix):]) {
+			t.Fatalf("variant key %q, want %s and 32 hex digits", e.Key, prefix)
+		}
+		code, info := inspectKey(t, env, e.Key)
+		if code != 200 || info.Key != e.Key || info.Body == nil || info.Vary["Accept-Language"] == "" {
+			t.Fatalf("inspect %q: %d %+v", e.Key, code, info)
+		}
+		if !strings.HasPrefix(*info.Body, info.Vary["Accept-Language"]+"-") {
+			t.Fatalf("inspect %q: body %q for Accept-Language %q", e.Key, *info.Body, info.Vary["Accept-Language"])
+		}
+		bodies[e.Key] = *info.Body
+		// the stored form, NUL and all, works too
+		raw := strings.Replace(e.Key, "#vary=", "\x00vary:", 1)
+		if code, info := inspectKey(t, env, raw); code != 200 || info.Key != e.Key || *info.Body != bodies[e.Key] {
+			t.Fatalf("inspect %q: %d %+v", raw, code, info)
+		}
+	}
+	// the Vary index lists its variants in the same form
+	var idx listAnswer
+	admin(t, "GET", "/cache/entries?index=1&handler="+env.name(), nil, &idx)
+	var variants []string
+	for _, e := range idx.Entries {
+		if e.Kind == "vary-index" {
+			variants = e.Variants
+		}
+	}
+	sort.Strings(variants)
+	wantKeys(t, variants, keysOf(ans.Entries)...)
+	// explain names the variant a request selects in the same form
+	r := explainOne(t, env, "/v", "Accept-Language", "de")
+	if code, info := inspectKey(t, env, r.VariantKey); code != 200 || !strings.HasPrefix(*info.Body, "de-") ||
+		r.Entry == nil || r.Entry.Key != r.VariantKey {
+		t.Fatalf("explain variant_key %q: %d %+v", r.VariantKey, code, info)
+	}
+	// a shown key works as a cursor
+	var p2 listAnswer
+	admin(t, "GET", "/cache/entries?limit=1&handler="+env.name()+"&cursor="+url.QueryEscape(ans.Entries[0].Key), nil, &p2)
+	wantKeys(t, keysOf(p2.Entries), ans.Entries[1].Key)
+	var p1 listAnswer
+	admin(t, "GET", "/cache/entries?limit=1&handler="+env.name(), nil, &p1)
+	admin(t, "GET", "/cache/entries?limit=1&handler="+env.name()+"&cursor="+p1.NextCursor, nil, &p2)
+	wantKeys(t, append(keysOf(p1.Entries), keysOf(p2.Entries)...), keysOf(ans.Entries)...)
+	// purge results use it
+	pa := purgeOK(t, env, map[string]any{"url": env.srv.URL + "/v", "dry_run": true})
+	wantKeys(t, pa.Results[0].Keys, keysOf(ans.Entries)...)
+	// not a variant: 404 naming the key as given
+	var ea errAnswer
+	missing := env.srv.URL + "/v#vary=" + strings.Repeat("0", 32)
+	if code := admin(t, "GET", "/cache/entries/"+url.PathEscape(missing)+"?handler="+env.name(), nil, &ea); code != 404 ||
+		!strings.Contains(ea.Error, missing) {
+		t.Fatalf("inspect %q: %d %q", missing, code, ea.Error)
+	}
+}
+
+// A primary key that itself ends like a printable variant key (a client
+// sent a raw '#' in the query) can still be inspected: the variant is
+// tried first, then the key as given.
+func TestAdminVariantKeyLookalike(t *testing.T) {
+	env := opsEnv(t, "", tagged)
+	target := "/x?a#vary=" + strings.Repeat("ab", 16)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(env.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", target, strings.TrimPrefix(env.srv.URL, "http://"))
+	_, _ = io.ReadAll(conn)
+	conn.Close()
+	var ans listAnswer
+	admin(t, "GET", "/cache/entries?handler="+env.name(), nil, &ans)
+	wantKeys(t, keysOf(ans.Entries), env.srv.URL+target)
+	if code, info := inspectKey(t, env, env.srv.URL+target); code != 200 || info.Key != env.srv.URL+target {
+		t.Fatalf("inspect %q: %d %+v", target, code, info)
 	}
 }

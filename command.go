@@ -26,7 +26,7 @@ Talks to the cache routes (/cache/) of the running Caddy's admin endpoint.
 
   caddy cache purge <url> | --prefix <url-prefix> | --host <host> | --tag <tag> | --all [--dry-run]
   caddy cache list [--prefix <url-prefix>] [--host <host>] [--tag <tag>] [--limit <n>]
-  caddy cache inspect <key> [--body]
+  caddy cache inspect <key> [--body]     (<key> as list prints it)
   caddy cache explain <url> [-H 'Name: Value']... [--method <method>]
   caddy cache stats
   caddy cache expired [--stale] [--dry-run]
@@ -173,13 +173,25 @@ func runPurge(cmd *cobra.Command, args []string) error {
 }
 
 func printPurge(w io.Writer, ans purgeAnswer) {
+	results := make([]expiredResult, len(ans.Results))
+	for i, r := range ans.Results {
+		results[i].purgeResult = r
+	}
+	printRemoved(w, ans.DryRun, ans.Removed, results)
+}
+
+// printRemoved prints the answer of a purge or of expired.
+func printRemoved(w io.Writer, dry bool, removed int, results []expiredResult) {
 	verb := "removed"
-	if ans.DryRun {
+	if dry {
 		verb = "would remove"
 	}
-	for _, r := range ans.Results {
+	for _, r := range results {
 		fmt.Fprintf(w, "%s (%s): %s %d\n", r.Handler, r.Backend, verb, r.Removed)
-		if ans.DryRun {
+		if r.Uncounted {
+			fmt.Fprintf(w, "  and the expired entries %s removes in its own sweep, which it cannot count ahead\n", r.Backend)
+		}
+		if dry {
 			for _, k := range r.Keys {
 				fmt.Fprintf(w, "  %s\n", printableKey(k))
 			}
@@ -191,16 +203,18 @@ func printPurge(w io.Writer, ans purgeAnswer) {
 			fmt.Fprintf(w, "  error: %s\n", r.Error)
 		}
 	}
-	fmt.Fprintf(w, "total: %s %d\n", verb, ans.Removed)
+	fmt.Fprintf(w, "total: %s %d\n", verb, removed)
 }
 
-// printableKey shows the key headers and variant suffix of a key readably.
+// keyHeaderSep stands for the newline before each key header line in the
+// keys the CLI prints.
+const keyHeaderSep = " | "
+
+// printableKey is a key on one line: a variant's suffix as "#vary=" (the
+// admin API already shows it so) and the newline of key header lines as
+// " | ". inspect takes both back.
 func printableKey(k string) string {
-	k = strings.ReplaceAll(k, "\n", " | ")
-	if i := strings.Index(k, "\x00vary:"); i >= 0 {
-		k = k[:i] + " (variant " + k[i+6:] + ")"
-	}
-	return k
+	return strings.ReplaceAll(displayKey(k), "\n", keyHeaderSep)
 }
 
 func runList(cmd *cobra.Command, _ []string) error {
@@ -270,11 +284,18 @@ func runInspect(cmd *cobra.Command, args []string) error {
 	if b, _ := cmd.Flags().GetBool("body"); b {
 		q.Set("body", "1")
 	}
-	uri := "/cache/entries/" + url.PathEscape(args[0])
+	query := ""
 	if len(q) > 0 {
-		uri += "?" + q.Encode()
+		query = "?" + q.Encode()
 	}
-	raw, err := adminCall(cmd, http.MethodGet, uri, nil)
+	raw, err := adminCall(cmd, http.MethodGet, "/cache/entries/"+url.PathEscape(args[0])+query, nil)
+	if err != nil && strings.Contains(args[0], keyHeaderSep) && strings.Contains(err.Error(), "HTTP 404") {
+		// a key as list prints it, key header lines joined with " | "
+		k := strings.ReplaceAll(args[0], keyHeaderSep, "\n")
+		if r, err2 := adminCall(cmd, http.MethodGet, "/cache/entries/"+url.PathEscape(k)+query, nil); err2 == nil {
+			raw, err = r, nil
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -351,6 +372,10 @@ func runExpired(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	var ans purgeAnswer
-	return output(cmd, raw, &ans, func(w io.Writer) { printPurge(w, ans) })
+	var ans struct {
+		DryRun  bool            `json:"dry_run"`
+		Removed int             `json:"removed"`
+		Results []expiredResult `json:"results"`
+	}
+	return output(cmd, raw, &ans, func(w io.Writer) { printRemoved(w, ans.DryRun, ans.Removed, ans.Results) })
 }

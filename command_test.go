@@ -2,10 +2,12 @@ package cache
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -26,20 +28,39 @@ func runCLI(t *testing.T, addr string, args ...string) (string, error) {
 	return out.String(), err
 }
 
-func TestCacheCommands(t *testing.T) {
-	env := opsEnv(t, "", tagged)
-	env.get("/one?k=t1")
-	env.get("/two?k=t1")
-	env.get("/three")
-	env.get("/three")
+// cliAdmin serves the cache admin routes and returns their address.
+func cliAdmin(t *testing.T) string {
+	t.Helper()
 	mux := http.NewServeMux()
 	for _, r := range new(AdminAPI).Routes() {
 		h := r.Handler
 		mux.Handle(r.Pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _ = h.ServeHTTP(w, r) }))
 	}
 	adm := httptest.NewServer(mux)
-	defer adm.Close()
-	addr := strings.TrimPrefix(adm.URL, "http://")
+	t.Cleanup(adm.Close)
+	return strings.TrimPrefix(adm.URL, "http://")
+}
+
+// listedKeys returns the KEY column of `caddy cache list` for the rows
+// whose key starts with prefix (the key is the last column and runs to the
+// end of the line).
+func listedKeys(out, prefix string) []string {
+	var keys []string
+	for _, line := range strings.Split(out, "\n") {
+		if i := strings.Index(line, prefix); i >= 0 {
+			keys = append(keys, strings.TrimSpace(line[i:]))
+		}
+	}
+	return keys
+}
+
+func TestCacheCommands(t *testing.T) {
+	env := opsEnv(t, "", tagged)
+	env.get("/one?k=t1")
+	env.get("/two?k=t1")
+	env.get("/three")
+	env.get("/three")
+	addr := cliAdmin(t)
 	h := "--handler=" + env.name()
 
 	out, err := runCLI(t, addr, "list", h)
@@ -91,5 +112,69 @@ func TestCacheCommandRegistered(t *testing.T) {
 	}
 	if _, err := caddy.GetModule("admin.api.cache"); err != nil {
 		t.Fatalf("admin.api.cache not registered: %v", err)
+	}
+}
+
+// list prints keys that inspect takes back: Vary variants (whose stored
+// key holds a NUL) and keys with key header lines.
+func TestCacheCommandsInspectListedKeys(t *testing.T) {
+	env := opsEnv(t, `{"key": {"headers": ["X-Tenant"]}}`, varyLang)
+	env.get("/v", "Accept-Language", "en", "X-Tenant", "a")
+	env.get("/v", "Accept-Language", "de", "X-Tenant", "a")
+	addr := cliAdmin(t)
+	h := "--handler=" + env.name()
+	out, err := runCLI(t, addr, "list", h)
+	keys := listedKeys(out, env.srv.URL)
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	langs := map[string]bool{}
+	for _, k := range keys {
+		out, err := runCLI(t, addr, "inspect", k, "--body", h)
+		if err != nil {
+			t.Fatalf("inspect %q: %v\n%s", k, err, out)
+		}
+		if !strings.Contains(k, "#vary=") || !strings.Contains(k, " | x-tenant:a") {
+			t.Fatalf("listed key %q: want a variant form and the key header", k)
+		}
+		var info entryInfo
+		if err := json.Unmarshal([]byte(out), &info); err != nil || info.Body == nil {
+			t.Fatalf("inspect %q: %v\n%s", k, err, out)
+		}
+		lang := info.Vary["Accept-Language"]
+		if !strings.HasPrefix(*info.Body, lang+"-") || printableKey(info.Key) != k {
+			t.Fatalf("inspect %q: key %q, body %q for Accept-Language %q", k, info.Key, *info.Body, lang)
+		}
+		langs[lang] = true
+	}
+	if !langs["en"] || !langs["de"] {
+		t.Fatalf("inspected variants for %v, want en and de", langs)
+	}
+}
+
+// expired --dry-run says what expired then removes.
+func TestCacheCommandsExpiredDryRun(t *testing.T) {
+	env, _ := sweepEnv(t, "t-cli-expired", t.Name(), true)
+	env.get("/10")
+	env.get("/20")
+	env.get("/1000")
+	env.clock.Advance(30 * time.Second)
+	addr := cliAdmin(t)
+	h := "--handler=" + env.name()
+	out, err := runCLI(t, addr, "expired", "--dry-run", h)
+	if err != nil || !strings.Contains(out, "total: would remove 2") {
+		t.Fatalf("expired --dry-run: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, addr, "expired", h)
+	if err != nil || !strings.Contains(out, "total: removed 2") {
+		t.Fatalf("expired: %v\n%s", err, out)
+	}
+	// a store that cannot count says so
+	nc, _ := sweepEnv(t, "t-cli-expired-nc", t.Name()+"-nc", false)
+	nc.get("/10")
+	nc.clock.Advance(30 * time.Second)
+	out, err = runCLI(t, addr, "expired", "--dry-run", "--handler="+nc.name())
+	if err != nil || !strings.Contains(out, "cannot count ahead") {
+		t.Fatalf("expired --dry-run, uncounted: %v\n%s", err, out)
 	}
 }
