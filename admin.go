@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -652,6 +653,7 @@ func (h *Handler) removeExpired(ctx context.Context, stale, dry, sweep bool) exp
 		}, &ks)
 		if err == nil && !dry {
 			err = h.deleteKeys(ctx, &ks)
+			h.announce(invalidation{Keys: append(slices.Clone(ks.responses), ks.others...)})
 		}
 		if err != nil {
 			errs = append(errs, err.Error())

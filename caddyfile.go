@@ -54,6 +54,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		max_variants <n>
 //		lock_timeout <duration>
 //		storage_timeout <duration>
+//		invalidation_interval <duration>
 //		status_header <name>
 //		store_set_cookie
 //		stale_while_revalidate <duration>
@@ -123,6 +124,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = parseInt(d, &h.MaxVariants)
 		case "lock_timeout":
 			err = parseDuration(d, &h.LockTimeout, true)
+		case "invalidation_interval":
+			err = parseDuration(d, &h.InvalidationInterval, false)
 		case "storage_timeout":
 			err = parseDuration(d, &h.StorageTimeout, false)
 		case "status_header":
@@ -175,7 +178,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // (TestCaddyfileOptionsKnown keeps them in step with the parser).
 var (
 	cacheOptions = []string{"storage", "memory", "ttl", "cache_control", "request_cache_control",
-		"methods", "status", "key", "max_entry_size", "max_variants", "lock_timeout", "storage_timeout",
+		"methods", "status", "key", "max_entry_size", "max_variants", "lock_timeout", "storage_timeout", "invalidation_interval",
 		"status_header", "store_set_cookie", "stale_while_revalidate", "stale_if_error",
 		"targeted_fields", "forward_targeted", "name", "surrogate_keys", "purge"}
 	keyOptions           = []string{"ignore_query", "headers", "cookies", "template"}

@@ -121,6 +121,7 @@ func (h *Handler) serveUnsafe(w http.ResponseWriter, r *http.Request, next caddy
 		var ks keySet
 		if err := h.urlKeys(ctx, u, &ks); err == nil {
 			_ = h.deleteKeys(ctx, &ks)
+			h.announce(invalidation{Keys: append(ks.responses, ks.others...)})
 		}
 	}
 	return nil
@@ -179,7 +180,7 @@ type exchange struct {
 func (x *exchange) serve() error {
 	h := x.h
 	x.now = h.now()
-	if h.hot == nil || !x.lookupHot() {
+	if h.hot == nil || h.hotBypassed() || !x.lookupHot() {
 		ctx, cancel := h.storageContext(x.r.Context())
 		x.lookup(ctx)
 		cancel()

@@ -129,6 +129,14 @@ type Handler struct {
 	// A negative value (Caddyfile: 0) turns coalescing off. Default: 10s.
 	LockTimeout caddy.Duration `json:"lock_timeout,omitempty"`
 
+	// InvalidationInterval is how often this Caddy reads the invalidations
+	// (purges, unsafe-method invalidations) made by other Caddy instances
+	// sharing the store, to drop them from its hot tier, on stores that
+	// cannot broadcast them (all but Redis, whose pub/sub delivers them at
+	// once). A hot-tier hit is at most this much older than a purge made
+	// elsewhere. Default: 1s.
+	InvalidationInterval caddy.Duration `json:"invalidation_interval,omitempty"`
+
 	// StorageTimeout bounds every storage call. A slower or failing store
 	// makes the request a miss that goes to the origin. Default: 1s.
 	StorageTimeout caddy.Duration `json:"storage_timeout,omitempty"`
@@ -197,6 +205,7 @@ type Handler struct {
 	storageID    string         // which data the store reaches (storageIdentity)
 	scope        string         // key prefix of this handler's name (scopeOf)
 	ports        *portSet       // listener ports seen, for purges without a port
+	sync         *syncer        // invalidations to and from other instances (sync.go)
 	logger       *zap.Logger
 	cacheable    func(int) bool
 	ignoreCC     bool
@@ -300,6 +309,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.store = st
 	if !h.isMemory && h.Memory >= 0 {
 		if err := h.provisionHotTier(ctx); err != nil {
+			return err
+		}
+		if err := h.provisionSync(st); err != nil {
 			return err
 		}
 	}
@@ -445,6 +457,9 @@ func (h *Handler) Validate() error {
 	if h.MaxEntrySize < 0 {
 		return fmt.Errorf("max_entry_size must not be negative, got %d", h.MaxEntrySize)
 	}
+	if h.InvalidationInterval < 0 {
+		return fmt.Errorf("invalidation_interval must not be negative, got %s", time.Duration(h.InvalidationInterval))
+	}
 	if h.StorageTimeout < 0 {
 		return fmt.Errorf("storage_timeout must not be negative, got %s", time.Duration(h.StorageTimeout))
 	}
@@ -582,6 +597,7 @@ func glob(pattern, s string) bool {
 // Cleanup unregisters the handler from the admin API; the storage module is
 // cleaned up by Caddy, which loaded it.
 func (h *Handler) Cleanup() error {
+	h.cleanupSync()
 	h.cleanupOps()
 	return nil
 }

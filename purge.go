@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -237,6 +238,22 @@ func (h *Handler) purge(ctx context.Context, req purgeRequest, u *url.URL) purge
 	}
 	if err == nil && !req.DryRun {
 		err = h.deleteKeys(ctx, &ks)
+		inv := invalidation{Keys: append(slices.Clone(ks.responses), ks.others...)}
+		switch {
+		case req.Tag != "":
+			inv.Prefix, inv.Tag = h.scope, req.Tag
+		case req.Prefix != "":
+			inv.Prefix = h.scope + normalizePrefix(req.Prefix)
+		case req.Host != "":
+			h.announce(invalidation{Prefix: h.scope + "https://" + normalizeHost(req.Host, "https") + "/"})
+			inv.Prefix = h.scope + "http://" + normalizeHost(req.Host, "http") + "/"
+		case req.All:
+			inv.Prefix = h.scope
+		}
+		if inv.Prefix != "" {
+			inv.Keys = nil // the rule covers them, on every instance
+		}
+		h.announce(inv)
 	}
 	res.Removed = len(ks.responses)
 	res.Keys = unscopedKeys(ks.responses)

@@ -45,11 +45,30 @@ func caddyBinary(t *testing.T) string {
 	return caddyBin
 }
 
+// lockedBuffer is the output of a child process, safe to read while the
+// process writes it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 // caddyProcess is Caddy running as a child process.
 type caddyProcess struct {
 	t    *testing.T
 	cmd  *exec.Cmd
-	log  *bytes.Buffer
+	log  *lockedBuffer
 	dir  string // its data/config home
 	file string // its Caddyfile
 }
@@ -64,7 +83,7 @@ func startCaddyProcess(t *testing.T, caddyfile, home string, waitAddr string) *c
 	if err := os.WriteFile(file, []byte(caddyfile), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := &caddyProcess{t: t, log: new(bytes.Buffer), dir: home, file: file}
+	p := &caddyProcess{t: t, log: new(lockedBuffer), dir: home, file: file}
 	p.cmd = exec.Command(bin, "run", "--config", file, "--adapter", "caddyfile")
 	p.cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+filepath.Join(home, "data"), "XDG_CONFIG_HOME="+filepath.Join(home, "config"), "HOME="+home)
 	p.cmd.Stdout = p.log

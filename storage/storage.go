@@ -217,3 +217,17 @@ type Identifier interface {
 type Locator interface {
 	Location() string
 }
+
+// Broadcaster is implemented by stores shared by several processes that
+// can carry messages between them (Redis pub/sub). The handler uses it to
+// tell the other processes' hot tiers what was purged or invalidated.
+type Broadcaster interface {
+	// Broadcast sends msg to every process listening on this store's
+	// namespace, this one included.
+	Broadcast(ctx context.Context, msg []byte) error
+	// Listen calls fn for every message broadcast on the namespace until
+	// stop is called. healthy is called with false when messages may be
+	// missed (the connection is down) and with true once they are received
+	// again; Listen starts unhealthy until its subscription is confirmed.
+	Listen(fn func(msg []byte), healthy func(ok bool)) (stop func())
+}

@@ -62,6 +62,10 @@ const stripes = 256
 type Tiered struct {
 	hot, cold storage.Store
 	seed      maphash.Seed
+	// bypass, when set and true, makes the store skip the hot tier (reads
+	// go to cold, nothing is copied into hot): the hot tier's copies may be
+	// stale because invalidations from other processes cannot be received.
+	bypass func() bool
 	// Each stripe orders the hot-tier updates of its keys: writes and
 	// deletes bump gen under mu, and a cold read is copied into hot only if
 	// gen did not move while it was read.
@@ -78,11 +82,31 @@ func (t *Tiered) stripeOf(key string) int {
 // Hot returns the hot tier.
 func (t *Tiered) Hot() storage.Store { return t.hot }
 
+// DropHot removes the hot copy of key, as a delete through this store
+// would, without touching cold: for invalidations made by other processes
+// in the cold store already.
+func (t *Tiered) DropHot(key string) {
+	s := &t.stripe[t.stripeOf(key)]
+	s.mu.Lock()
+	s.gen.Add(1)
+	t.hot.Delete(context.Background(), key)
+	s.mu.Unlock()
+}
+
 // Cold returns the cold tier.
 func (t *Tiered) Cold() storage.Store { return t.cold }
 
+// SetBypass installs the check that makes the store skip its hot tier.
+// Call it before the store is used.
+func (t *Tiered) SetBypass(bypass func() bool) { t.bypass = bypass }
+
+func (t *Tiered) hotOff() bool { return t.bypass != nil && t.bypass() }
+
 // Get implements storage.Store.
 func (t *Tiered) Get(ctx context.Context, key string) (*storage.Entry, error) {
+	if t.hotOff() {
+		return t.cold.Get(ctx, key)
+	}
 	e, err := t.hot.Get(ctx, key)
 	if err == nil {
 		return e, nil
@@ -117,6 +141,10 @@ func (t *Tiered) Put(ctx context.Context, key string, e *storage.Entry) error {
 	if err != nil {
 		t.hot.Delete(context.WithoutCancel(ctx), key)
 		return err
+	}
+	if t.hotOff() {
+		t.hot.Delete(context.WithoutCancel(ctx), key)
+		return nil
 	}
 	if herr := t.hot.Put(ctx, key, e); herr != nil {
 		// Too large for hot, or cancelled: make sure no older copy stays.

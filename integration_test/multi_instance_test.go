@@ -1,0 +1,197 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddycache/caddy-cache/internal/testservers"
+)
+
+// instancesCaddyfile is one Caddy of a group behind a load balancer: its
+// site on bind:port (the same port for every instance, as on several
+// machines), its admin API on admin.
+func instancesCaddyfile(bind, admin string, port int, storage, originAddr string) string {
+	return fmt.Sprintf(`{
+	admin %s
+	auto_https off
+	persist_config off
+	skip_install_trust
+}
+http://:%d {
+	bind %s
+	cache {
+		%s
+		invalidation_interval 200ms
+	}
+	reverse_proxy %s
+}
+`, admin, port, bind, storage, originAddr)
+}
+
+type cluster struct {
+	t     *testing.T
+	port  int
+	binds []string
+	admin []string
+	procs []*caddyProcess
+}
+
+// startInstances starts one Caddy process per loopback address, all on one
+// store.
+func startInstances(t *testing.T, n int, storage, originAddr string) *cluster {
+	t.Helper()
+	c := &cluster{t: t, port: freePort(t)}
+	for i := 0; i < n; i++ {
+		bind := fmt.Sprintf("127.0.0.%d", i+1)
+		admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+		c.binds = append(c.binds, bind)
+		c.admin = append(c.admin, admin)
+		c.procs = append(c.procs, startCaddyProcess(t, instancesCaddyfile(bind, admin, c.port, storage, originAddr), t.TempDir(), fmt.Sprintf("%s:%d", bind, c.port)))
+	}
+	return c
+}
+
+const clusterHost = "www.example.test"
+
+// get requests path from instance i with the site's public host name.
+func (c *cluster) get(i int, path string) response {
+	c.t.Helper()
+	return do(c.t, http.MethodGet, fmt.Sprintf("http://%s:%d%s", c.binds[i], c.port, path), "Host", clusterHost)
+}
+
+// purge posts a purge request to instance i's admin API.
+func (c *cluster) purge(i int, req map[string]any) {
+	c.t.Helper()
+	b, _ := json.Marshal(req)
+	resp, err := http.Post("http://"+c.admin[i]+"/cache/purge", "application/json", bytes.NewReader(b))
+	if err != nil {
+		c.t.Fatalf("purge %v: %v", req, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		c.t.Fatalf("purge %v: %d %s", req, resp.StatusCode, body)
+	}
+}
+
+// url is the public URL of path, as keys and purges have it.
+func (c *cluster) url(path string) string {
+	return fmt.Sprintf("http://%s:%d%s", clusterHost, c.port, path)
+}
+
+// warm stores path through instance 0 and makes it a hot-tier hit on every
+// other instance.
+func (c *cluster) warm(path string) {
+	c.t.Helper()
+	wantCacheStatus(c.t, c.get(0, path), "stored")
+	for i := 1; i < len(c.binds); i++ {
+		wantCacheStatus(c.t, c.get(i, path), "hit") // read from the store, copied into the hot tier
+		wantCacheStatus(c.t, c.get(i, path), "hit") // from the hot tier
+	}
+}
+
+// gone waits until every other instance stops answering path as a hit and
+// returns how long that took; it fails after a deadline far beyond the
+// documented bound.
+func (c *cluster) gone(path string) time.Duration {
+	c.t.Helper()
+	start := time.Now()
+	for i := 1; i < len(c.binds); i++ {
+		for {
+			r := c.get(i, path)
+			if !strings.Contains(r.header.Get("Cache-Status"), "hit") {
+				break
+			}
+			if time.Since(start) > 15*time.Second {
+				c.t.Fatalf("instance %d still serves %s from its hot tier %v after the purge: %q", i, path, time.Since(start), r.header.Get("Cache-Status"))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return time.Since(start)
+}
+
+func testPurgesReachEveryInstance(t *testing.T, storage string) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		w.Header().Set("Surrogate-Key", "group")
+		if r.Method != http.MethodGet {
+			fmt.Fprint(w, "done")
+			return
+		}
+		fmt.Fprintf(w, "%s #%d", r.URL.Path, n)
+	})
+	c := startInstances(t, 2, storage, o.addr())
+	steps := []struct {
+		name  string
+		path  string
+		purge func(path string)
+	}{
+		{"url", "/u", func(p string) { c.purge(0, map[string]any{"url": c.url(p)}) }},
+		{"tag", "/t", func(string) { c.purge(0, map[string]any{"tag": "group"}) }},
+		{"prefix", "/p/x", func(string) { c.purge(0, map[string]any{"prefix": c.url("/p/")}) }},
+		{"all", "/a", func(string) { c.purge(0, map[string]any{"all": true}) }},
+		{"unsafe method", "/m", func(p string) {
+			r := do(t, http.MethodPost, fmt.Sprintf("http://%s:%d%s", c.binds[0], c.port, p), "Host", clusterHost)
+			if r.status != http.StatusOK {
+				t.Fatalf("POST: %d", r.status)
+			}
+		}},
+	}
+	for _, s := range steps {
+		c.warm(s.path)
+		s.purge(s.path)
+		took := c.gone(s.path)
+		t.Logf("purge by %s through instance 0: gone from the other instance's hot tier after %v", s.name, took.Round(time.Millisecond))
+	}
+}
+
+// A purge through one instance reaches the hot tier of the others sharing
+// the store: Redis by pub/sub, SQLite by the invalidation records.
+func TestMultiInstancePurgeRedis(t *testing.T) {
+	rds := testservers.Redis(t)
+	testPurgesReachEveryInstance(t, fmt.Sprintf("storage redis %s {\n\t\t\tnamespace %s\n\t\t}", rds.URI, t.Name()))
+}
+
+func TestMultiInstancePurgeSQLite(t *testing.T) {
+	testPurgesReachEveryInstance(t, "storage sqlite "+filepath.Join(t.TempDir(), "shared.db"))
+}
+
+// Redis restarted under subscribed instances: the subscription comes back
+// by itself (the hot tier is bypassed meanwhile), and purges after the
+// restart reach every instance again.
+func TestMultiInstancePurgeRedisRestart(t *testing.T) {
+	rds := testservers.Redis(t)
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		fmt.Fprintf(w, "%s #%d", r.URL.Path, n)
+	})
+	c := startInstances(t, 2, fmt.Sprintf("storage redis %s {\n\t\t\tnamespace %s\n\t\t}", rds.URI, t.Name()), o.addr())
+	c.warm("/before")
+	rds.Stop(t)
+	if r := c.get(1, "/before"); r.status != http.StatusOK || strings.Contains(r.header.Get("Cache-Status"), "hit") {
+		t.Fatalf("with Redis down, instance 1 answered %d %q: its hot tier must be bypassed while invalidations cannot arrive", r.status, r.header.Get("Cache-Status"))
+	}
+	rds.Start(t)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(c.procs[1].log.String(), "invalidations from other instances are received again") {
+		if time.Now().After(deadline) {
+			t.Fatalf("instance 1 did not resubscribe after the restart:\n%s", c.procs[1].log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.warm("/after")
+	c.purge(0, map[string]any{"url": c.url("/after")})
+	t.Logf("after a Redis restart: purge gone from the other hot tier after %v", c.gone("/after").Round(time.Millisecond))
+}
+
+func TestMultiInstancePurgeFile(t *testing.T) {
+	testPurgesReachEveryInstance(t, "storage file "+filepath.Join(t.TempDir(), "shared"))
+}
