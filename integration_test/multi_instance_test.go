@@ -195,3 +195,13 @@ func TestMultiInstancePurgeRedisRestart(t *testing.T) {
 func TestMultiInstancePurgeFile(t *testing.T) {
 	testPurgesReachEveryInstance(t, "storage file "+filepath.Join(t.TempDir(), "shared"))
 }
+
+func TestMultiInstancePurgeMongoDB(t *testing.T) {
+	s := testservers.FerretDB(t)
+	testPurgesReachEveryInstance(t, fmt.Sprintf("storage mongodb %s {\n\t\t\tdatabase %s\n\t\t}", s.URI, safeName(t)))
+}
+
+func TestMultiInstancePurgeDynamoDB(t *testing.T) {
+	s := testservers.DynamoDBLocal(t)
+	testPurgesReachEveryInstance(t, fmt.Sprintf("storage dynamodb {\n\t\t\ttable %s\n\t\t\tendpoint %s\n\t\t\tregion us-east-1\n\t\t\taccess_key_id dummy\n\t\t\tsecret_access_key dummy\n\t\t\tcreate_table\n\t\t}", safeName(t), s.URI))
+}
