@@ -73,9 +73,9 @@ type Handler struct {
 	// of any storage other than memory, so that frequent hits do not touch
 	// SQLite, the disk or the network. -1 (Caddyfile: `memory off`) turns it
 	// off. Entries deleted or purged through this Caddy leave the hot tier
-	// too; with a store shared by several Caddy instances, another
-	// instance's hot tier keeps serving an entry until it expires there.
-	// Default: 64 MiB.
+	// too, and with a store shared by several Caddy instances the others'
+	// hot tiers drop them as well (at once on Redis, within
+	// InvalidationInterval elsewhere: see sync.go). Default: 64 MiB.
 	Memory int64 `json:"memory,omitempty"`
 
 	// TTL is the freshness lifetime given to responses for which the origin

@@ -9,9 +9,10 @@
 // store fails, and a hot copy is never re-created from a cold read that
 // raced with a delete or a newer write made through the same tiered store.
 //
-// With a cold store shared by several processes (a remote server), a hot
-// copy in one process is not invalidated by deletes made in another; it is
-// served until it expires or is evicted there.
+// With a cold store shared by several processes (a remote server), a delete
+// made in another process does not reach this hot tier by itself: the
+// handler carries it (DropHot) and bypasses the hot tier while it cannot
+// (SetBypass).
 package tiered
 
 import (
