@@ -166,10 +166,18 @@ func TestReliabilityStorageFaults(t *testing.T) {
 			fc := faultStats(name)
 			requests := int64(tc.clients * tc.requests)
 			lines := readLog(t, logPath, "http.handlers.cache")
-			var downs, ups, corruptLines, otherLines int
-			var seq strings.Builder // D: failing, U: recovered, C: corrupt entry
+			var downs, ups, writeDowns, writeUps, corruptLines, otherLines int
+			var seq strings.Builder // D: failing, U: recovered, W: writes failing, R: writes work again, C: corrupt entry
 			for _, l := range lines {
 				switch {
+				case strings.HasPrefix(l.Msg, "cache handler ready"):
+					// the start-up line
+				case strings.HasPrefix(l.Msg, "cache storage writes failing"):
+					writeDowns++
+					seq.WriteByte('W')
+				case strings.HasPrefix(l.Msg, "cache storage writes work again"):
+					writeUps++
+					seq.WriteByte('R')
 				case strings.HasPrefix(l.Msg, "cache storage failing"):
 					downs++
 					seq.WriteByte('D')
@@ -183,7 +191,7 @@ func TestReliabilityStorageFaults(t *testing.T) {
 					otherLines++
 				}
 			}
-			changes := downs + ups
+			changes := downs + ups + writeDowns + writeUps
 			t.Logf("%s: %d requests (%d hits), %d to the origin; %d storage calls, faults injected %v, at most %d calls per request, longest call budget %v, slowest request %v; log: %d state changes, %d corrupt-entry lines, %d other lines (%s)",
 				tc.name, requests, hits.Load(), o.hits.Load(), fc.calls, fc.injected, fc.maxPerRequest, fc.maxBudget,
 				time.Duration(maxLatency.Load()).Round(time.Millisecond), changes, corruptLines, otherLines, seq.String())
@@ -221,9 +229,21 @@ func TestReliabilityStorageFaults(t *testing.T) {
 			}
 			// Each outage is one "failing" line and, once the store answers
 			// again, one "recovered" line, in that order.
-			states := strings.ReplaceAll(seq.String(), "C", "")
+			// Failing writes (reads working) are their own state, with its
+			// own pair of lines.
+			drop := func(s string, cut ...string) string {
+				for _, c := range cut {
+					s = strings.ReplaceAll(s, c, "")
+				}
+				return s
+			}
+			states := drop(seq.String(), "C", "W", "R")
 			if strings.Contains(states, "DD") || strings.Contains(states, "UU") || strings.HasPrefix(states, "U") {
 				t.Errorf("%d failing and %d recovered lines, not one per state change in order: %s", downs, ups, states)
+			}
+			writes := drop(seq.String(), "C", "D", "U")
+			if strings.Contains(writes, "WW") || strings.Contains(writes, "RR") || strings.HasPrefix(writes, "R") {
+				t.Errorf("%d writes-failing and %d writes-work-again lines, not one per state change in order: %s", writeDowns, writeUps, writes)
 			}
 			if otherLines > 0 {
 				t.Errorf("%d unexpected log lines from the handler: %+v", otherLines, lines)
