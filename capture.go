@@ -35,6 +35,13 @@ type capture struct {
 	limit  int64
 	// onOverflow, when set, runs once when the body outgrows limit.
 	onOverflow func()
+	// deferred: a response being collected whose length is unknown
+	// (chunked) is held, header included, until it outgrows deferLimit, a
+	// handler flushes, or the handler returns: a small response is then
+	// known complete before anything is sent, and Cache-Status can say
+	// stored truthfully (encode holds the start of a body the same way to
+	// decide on compression).
+	deferred bool
 
 	hdr         http.Header // the header handlers write into
 	wroteHeader bool
@@ -86,6 +93,9 @@ func (c *capture) WriteHeader(status int) {
 	if c.mode == modeTee {
 		if n := contentLength(c.hdr); n > 0 && n <= c.limit {
 			c.spool = make([]byte, 0, n)
+		} else if n < 0 {
+			c.deferred = true
+			return
 		}
 	}
 	real := c.ResponseWriterWrapper.Header()
@@ -105,6 +115,15 @@ func (c *capture) Write(p []byte) (int, error) {
 	if c.mode == modeHold {
 		c.written += int64(len(p))
 		return len(p), nil
+	}
+	if c.deferred {
+		if int64(len(c.spool)+len(p)) <= min(c.limit, maxDeferred) {
+			c.spool = append(c.spool, p...)
+			return len(p), nil
+		}
+		if err := c.release(); err != nil {
+			return 0, err
+		}
 	}
 	n, err := c.ResponseWriterWrapper.Write(p)
 	c.written += int64(n)
@@ -149,8 +168,38 @@ func (c *capture) FlushError() error {
 	if c.mode == modeHold {
 		return nil
 	}
+	if c.deferred {
+		if err := c.release(); err != nil {
+			return err
+		}
+	}
 	//nolint:bodyclose
 	return http.NewResponseController(c.ResponseWriterWrapper.ResponseWriter).Flush()
+}
+
+// maxDeferred bounds how much of a chunked body is held before anything is
+// sent.
+const maxDeferred = 64 << 10
+
+// release sends a deferred response's header and the body held so far; the
+// spool keeps it for storing.
+func (c *capture) release() error {
+	c.deferred = false
+	real := c.ResponseWriterWrapper.Header()
+	for k, v := range c.hdr {
+		real[k] = v
+	}
+	c.hdr = real
+	c.ResponseWriterWrapper.WriteHeader(c.status)
+	if len(c.spool) == 0 {
+		return nil
+	}
+	n, err := c.ResponseWriterWrapper.Write(c.spool)
+	c.written += int64(n)
+	if err != nil && c.writeErr == nil {
+		c.writeErr = err
+	}
+	return err
 }
 
 // Flush implements http.Flusher.

@@ -163,6 +163,7 @@ type exchange struct {
 	passHeader http.Header // fields for this client only, never stored (a 304's Set-Cookie)
 	flight     *flight     // the flight this request leads, if any
 	flightKey  string
+	claimCS    string // our Cache-Status member once a held chunked body is complete
 
 	// what the lookup found
 	stored    *storage.Entry // usable stored response (maybe stale)
@@ -560,6 +561,15 @@ func (x *exchange) forward() error {
 	c.onOverflow = x.overflowed
 	err := x.next.ServeHTTP(c, r)
 	restore()
+	if c.deferred && err == nil {
+		// the whole (chunked) body arrived while held: its length is
+		// known, and it is stored
+		c.hdr["Content-Length"] = []string{strconv.Itoa(len(c.spool))}
+		if cs := c.hdr["Cache-Status"]; len(cs) > 0 && x.claimCS != "" {
+			c.hdr["Cache-Status"] = append(slices.Clone(cs[:len(cs)-1]), x.claimCS)
+		}
+		_ = c.release()
+	}
 
 	switch {
 	case c.wroteHeader && c.mode == modeHold && c.status == http.StatusNotModified:
@@ -620,6 +630,10 @@ func (x *exchange) decide(status int, hdr http.Header) captureMode {
 		if !stored && x.presetCC && detail != "" {
 			detail += "; Cache-Control set before the cache ran"
 		}
+		if detail == storeIfComplete {
+			// what Cache-Status says once the held body is complete
+			x.claimCS = cs + "; stored"
+		}
 		if detail != "" {
 			cs += "; detail=" + strconv.Quote(detail)
 		}
@@ -669,10 +683,10 @@ func (x *exchange) decide(status int, hdr http.Header) captureMode {
 	x.pending = e
 	stored = true
 	switch {
-	case h.health.down.Load():
+	case h.health.down.Load() || x.detail == "storage-error":
 		detail = "storage-error"
 	case contentLength(hdr) < 0:
-		detail = "store-if-complete" // chunked: stored if it ends within max_entry_size
+		detail = storeIfComplete // chunked: held, then stored if it ends within max_entry_size
 	default:
 		claim = true
 	}
@@ -681,6 +695,11 @@ func (x *exchange) decide(status int, hdr http.Header) captureMode {
 	}
 	return modeTee
 }
+
+// storeIfComplete is the detail of a chunked response that is being
+// stored if it ends within max_entry_size: said only when it outgrows the
+// part held back (see capture.deferred) or a handler flushes it.
+const storeIfComplete = "store-if-complete"
 
 // releaseFlight wakes the requests waiting for this one, early.
 func (x *exchange) releaseFlight() {

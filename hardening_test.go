@@ -387,3 +387,21 @@ func TestTTLRuleTypes(t *testing.T) {
 		t.Error("a content type without a slash was accepted")
 	}
 }
+
+// A small chunked response (no Content-Length, no flush) is held until it
+// is complete: it then goes out with its length and Cache-Status stored.
+func TestSmallChunkedHeldAndStored(t *testing.T) {
+	env := newEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		w.Header().Set("Cache-Control", "max-age=60")
+		for i := 0; i < 5; i++ {
+			fmt.Fprintf(w, "part%d ", i) // several writes, length unknown
+		}
+		return nil
+	})
+	r := env.get("/c")
+	wantStatus(t, r, "fwd=uri-miss; stored")
+	if r.header.Get("Content-Length") != strconv.Itoa(len(r.body)) || r.body != "part0 part1 part2 part3 part4 " {
+		t.Fatalf("Content-Length %q, body %q", r.header.Get("Content-Length"), r.body)
+	}
+	wantStatus(t, env.get("/c"), "hit")
+}
