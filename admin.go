@@ -747,13 +747,16 @@ func (h *Handler) stats(ctx context.Context) handlerStats {
 	}
 	switch {
 	case h.ops.statser != nil:
-		st, err := h.ops.statser.Stats(ctx)
+		st, err := h.storeStats(ctx)
 		if err != nil {
 			s.Error = "reading store stats: " + err.Error()
 		}
 		s.Entries, s.Bytes, s.Evictions = st.Entries, st.Bytes, st.Evictions
 	case h.ops.lister != nil:
-		err := h.ops.lister.List(ctx, "", func(_ string, e *storage.Entry) error {
+		err := h.ops.lister.List(ctx, "", func(k string, e *storage.Entry) error {
+			if strings.HasPrefix(k, syncPrefix) {
+				return nil // an invalidation record, not a response
+			}
 			s.Entries++
 			s.Bytes += e.BodySize
 			return nil

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -80,6 +81,11 @@ func bypassReason(r *http.Request) string {
 	case len(r.Header["X-Http-Method-Override"]) > 0 || len(r.Header["X-Method-Override"]) > 0 ||
 		len(r.Header["X-Http-Method"]) > 0:
 		return "method-override"
+	case strings.IndexByte(r.RequestURI, '#') >= 0:
+		// a raw '#' is not allowed in a request target (RFC 9112 §3.2);
+		// keys never hold one, so "#vary=" in the admin API's keys is
+		// unambiguous
+		return "fragment"
 	}
 	return ""
 }

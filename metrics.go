@@ -239,8 +239,7 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	var wg sync.WaitGroup
 	for _, h := range liveHandlers() {
-		st := h.ops.statser
-		if st == nil {
+		if h.ops.statser == nil {
 			continue
 		}
 		wg.Add(1)
@@ -248,7 +247,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(h.StorageTimeout))
 			defer cancel()
-			s, err := st.Stats(ctx)
+			s, err := h.storeStats(ctx)
 			if err != nil {
 				return
 			}

@@ -256,7 +256,7 @@ func (h *Handler) purge(ctx context.Context, req purgeRequest, u *url.URL) purge
 		h.announce(inv)
 	}
 	res.Removed = len(ks.responses)
-	res.Keys = unscopedKeys(ks.responses)
+	res.Keys = displayKeys(unscopedKeys(ks.responses))
 	sort.Strings(res.Keys)
 	if len(res.Keys) > maxReportedKeys {
 		res.Keys, res.KeysTruncated = res.Keys[:maxReportedKeys], true

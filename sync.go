@@ -343,3 +343,19 @@ func (s *syncer) pollOnce(ctx context.Context) {
 // hotBypassed reports whether the hot tier must not be read: invalidations
 // from other instances may be missed.
 func (h *Handler) hotBypassed() bool { return h.sync != nil && h.sync.down.Load() }
+
+// storeStats is the store's Stats without the invalidation records it
+// holds for other instances (a prefix listing: a few records a minute).
+func (h *Handler) storeStats(ctx context.Context) (storage.Stats, error) {
+	st, err := h.ops.statser.Stats(ctx)
+	if err != nil || h.sync == nil || h.sync.lister == nil {
+		return st, err
+	}
+	_ = h.sync.lister.List(ctx, syncPrefix, func(_ string, e *storage.Entry) error {
+		st.Entries--
+		st.Bytes -= int64(len(e.URL)) + 64
+		return nil
+	})
+	st.Entries, st.Bytes = max(st.Entries, 0), max(st.Bytes, 0)
+	return st, nil
+}

@@ -20,3 +20,13 @@ type Expirer interface {
 	// returns how many it removed.
 	DeleteExpired(ctx context.Context) (int64, error)
 }
+
+// ExpiredCounter is implemented by Expirers that can count, without
+// removing anything, what DeleteExpired would remove now. The admin API's
+// dry run of "remove expired" needs it: a Lister never shows an expired
+// entry, so walking the entries cannot find what a sweep removes.
+type ExpiredCounter interface {
+	// CountExpired returns how many entries DeleteExpired would remove
+	// now.
+	CountExpired(ctx context.Context) (int64, error)
+}

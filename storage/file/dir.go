@@ -485,6 +485,26 @@ func (d *Dir) DeleteExpired(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
+// CountExpired returns how many expired (or damaged) files a sweep would
+// remove now, removing nothing.
+func (d *Dir) CountExpired(ctx context.Context) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	now := d.now().UnixNano()
+	var n int64
+	err := d.walk(ctx, func(fi fileInfo) error {
+		if fi.expired(now) {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("file storage: walking %s: %w", d.root, err)
+	}
+	return n, nil
+}
+
 // loop is the janitor goroutine: a first count of the files, then a sweep
 // every sweep_interval.
 func (d *Dir) loop() {

@@ -194,17 +194,24 @@ func (f *File) DeleteExpired(ctx context.Context) (int64, error) {
 	return f.dir.DeleteExpired(ctx)
 }
 
+// CountExpired implements storage.ExpiredCounter: what DeleteExpired
+// would remove now.
+func (f *File) CountExpired(ctx context.Context) (int64, error) {
+	return f.dir.CountExpired(ctx)
+}
+
 // Interface guards.
 var (
-	_ caddy.Provisioner     = (*File)(nil)
-	_ caddy.Validator       = (*File)(nil)
-	_ caddy.CleanerUpper    = (*File)(nil)
-	_ caddyfile.Unmarshaler = (*File)(nil)
-	_ storage.Store         = (*File)(nil)
-	_ storage.Lister        = (*File)(nil)
-	_ storage.Statser       = (*File)(nil)
-	_ storage.Expirer       = (*File)(nil)
-	_ caddy.Destructor      = (*Dir)(nil)
+	_ caddy.Provisioner      = (*File)(nil)
+	_ caddy.Validator        = (*File)(nil)
+	_ caddy.CleanerUpper     = (*File)(nil)
+	_ caddyfile.Unmarshaler  = (*File)(nil)
+	_ storage.Store          = (*File)(nil)
+	_ storage.Lister         = (*File)(nil)
+	_ storage.Statser        = (*File)(nil)
+	_ storage.Expirer        = (*File)(nil)
+	_ storage.ExpiredCounter = (*File)(nil)
+	_ caddy.Destructor       = (*Dir)(nil)
 )
 
 // StorageIdentity implements storage.Identifier: the data this module

@@ -940,6 +940,24 @@ func (db *DB) DeleteExpired(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
+// CountExpired counts the entries DeleteExpired would remove now.
+func (db *DB) CountExpired(ctx context.Context) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	c, err := db.conn()
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = c.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM entries WHERE expires > 0 AND expires <= ?`,
+		db.now().UnixNano()).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite storage: counting expired entries: %w", err)
+	}
+	return n, nil
+}
+
 // Stats counts the unexpired entries and their bytes.
 func (db *DB) Stats(ctx context.Context) (storage.Stats, error) {
 	if err := ctx.Err(); err != nil {

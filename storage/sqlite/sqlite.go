@@ -256,18 +256,25 @@ func (s *SQLite) DeleteExpired(ctx context.Context) (int64, error) {
 	return s.db.DeleteExpired(ctx)
 }
 
+// CountExpired implements storage.ExpiredCounter: what DeleteExpired
+// would remove now.
+func (s *SQLite) CountExpired(ctx context.Context) (int64, error) {
+	return s.db.CountExpired(ctx)
+}
+
 // Interface guards.
 var (
-	_ caddy.Provisioner     = (*SQLite)(nil)
-	_ caddy.Validator       = (*SQLite)(nil)
-	_ caddy.CleanerUpper    = (*SQLite)(nil)
-	_ caddyfile.Unmarshaler = (*SQLite)(nil)
-	_ storage.Store         = (*SQLite)(nil)
-	_ storage.Lister        = (*SQLite)(nil)
-	_ storage.Statser       = (*SQLite)(nil)
-	_ storage.TagIndex      = (*SQLite)(nil)
-	_ storage.Expirer       = (*SQLite)(nil)
-	_ caddy.Destructor      = (*DB)(nil)
+	_ caddy.Provisioner      = (*SQLite)(nil)
+	_ caddy.Validator        = (*SQLite)(nil)
+	_ caddy.CleanerUpper     = (*SQLite)(nil)
+	_ caddyfile.Unmarshaler  = (*SQLite)(nil)
+	_ storage.Store          = (*SQLite)(nil)
+	_ storage.Lister         = (*SQLite)(nil)
+	_ storage.Statser        = (*SQLite)(nil)
+	_ storage.TagIndex       = (*SQLite)(nil)
+	_ storage.Expirer        = (*SQLite)(nil)
+	_ storage.ExpiredCounter = (*SQLite)(nil)
+	_ caddy.Destructor       = (*DB)(nil)
 )
 
 // StorageIdentity implements storage.Identifier: the data this module

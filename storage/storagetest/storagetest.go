@@ -436,12 +436,29 @@ func (s *suite) expiry(t *testing.T) {
 	wantNotFound(t, st, "soon", "after its Expires passed")
 	s.wantEntry(t, st, "later", later)
 	if x, ok := st.(storage.Expirer); ok {
+		counter, counts := st.(storage.ExpiredCounter)
+		counted := int64(-1)
+		if counts {
+			var err error
+			if counted, err = counter.CountExpired(bg); err != nil || counted < 0 {
+				t.Fatalf("CountExpired after one entry expired: %d, %v", counted, err)
+			}
+			s.wantEntry(t, st, "later", later) // counting removes nothing
+		}
 		n, err := x.DeleteExpired(bg)
 		if err != nil {
 			t.Fatalf("DeleteExpired after one entry expired: %v", err)
 		}
 		if n < 0 {
 			t.Fatalf("DeleteExpired after one entry expired: removed %d", n)
+		}
+		if counts && counted != n {
+			t.Fatalf("CountExpired said %d, then DeleteExpired removed %d", counted, n)
+		}
+		if counts {
+			if c, err := counter.CountExpired(bg); err != nil || c != 0 {
+				t.Fatalf("CountExpired after DeleteExpired: %d, %v; want 0, nil", c, err)
+			}
 		}
 		wantNotFound(t, st, "soon", "after DeleteExpired")
 		s.wantEntry(t, st, "later", later)
