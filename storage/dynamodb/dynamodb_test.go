@@ -369,7 +369,9 @@ func testDeleteExpired(t *testing.T, srv *testservers.Server) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	soon := time.Now().Add(time.Second)
+	// far enough that the puts (a 1 MiB entry in parts) finish before it on
+	// a loaded machine
+	soon := time.Now().Add(3 * time.Second)
 	big := bigEntry("big", 1<<20, 4)
 	big.Expires = soon
 	small := storagetest.Entry("small", 10)
