@@ -169,7 +169,8 @@ type exchange struct {
 	passHeader http.Header // fields for this client only, never stored (a 304's Set-Cookie)
 	flight     *flight     // the flight this request leads, if any
 	flightKey  string
-	claimCS    string // our Cache-Status member once a held chunked body is complete
+	claimCS    string       // our Cache-Status member once a held chunked body is complete
+	lock       *clusterLock // the store's lock for the key, when this instance fetches it
 
 	// what the lookup found
 	stored    *storage.Entry // usable stored response (maybe stale)
@@ -226,6 +227,12 @@ func (x *exchange) serve() error {
 		if leader {
 			x.flight, x.flightKey = f, fk
 			defer h.flights.release(fk, f)
+			if h.locker != nil {
+				defer x.releaseLock()
+				if served, err := x.waitForCluster(h.locker, fk); served {
+					return err
+				}
+			}
 		} else if f.wait(x.r.Context(), time.Duration(h.LockTimeout), variantOf) {
 			ctx, cancel := h.storageContext(x.r.Context())
 			x.lookup(ctx)
@@ -707,11 +714,13 @@ func (x *exchange) decide(status int, hdr http.Header) captureMode {
 // part held back (see capture.deferred) or a handler flushes it.
 const storeIfComplete = "store-if-complete"
 
-// releaseFlight wakes the requests waiting for this one, early.
+// releaseFlight wakes the requests waiting for this one, early, in this
+// process and in the others (the store's lock).
 func (x *exchange) releaseFlight() {
 	if x.flight != nil {
 		x.h.flights.release(x.flightKey, x.flight)
 	}
+	x.releaseLock()
 }
 
 // overflowed runs when the body outgrew max_entry_size while streaming

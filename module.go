@@ -206,6 +206,7 @@ type Handler struct {
 	scope        string         // key prefix of this handler's name (scopeOf)
 	ports        *portSet       // listener ports seen, for purges without a port
 	sync         *syncer        // invalidations to and from other instances (sync.go)
+	locker       storage.Locker // the store's locks, for coalescing across instances (clusterlock.go)
 	logger       *zap.Logger
 	cacheable    func(int) bool
 	ignoreCC     bool
@@ -307,6 +308,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.quietStorage = true
 	}
 	h.store = st
+	h.locker = lockerOf(st)
 	if !h.isMemory && h.Memory >= 0 {
 		if err := h.provisionHotTier(ctx); err != nil {
 			return err

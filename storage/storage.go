@@ -231,3 +231,15 @@ type Broadcaster interface {
 	// again; Listen starts unhealthy until its subscription is confirmed.
 	Listen(fn func(msg []byte), healthy func(ok bool)) (stop func())
 }
+
+// Locker is implemented by stores shared by several processes that can
+// hold short-lived locks (Redis SET NX PX): the handler takes one per
+// missing key so that one instance of a cluster fetches a cold URL while the
+// others wait for the stored response.
+type Locker interface {
+	// Lock tries to take the lock name for ttl. ok is false when another
+	// holder has it. unlock releases it if this caller still holds it.
+	Lock(ctx context.Context, name string, ttl time.Duration) (unlock func(), ok bool, err error)
+	// Locked reports whether the lock name is held.
+	Locked(ctx context.Context, name string) (bool, error)
+}
