@@ -130,6 +130,12 @@ func do(t testing.TB, method, url string, hdr ...string) response {
 		req.Header.Add(hdr[i], hdr[i+1])
 	}
 	resp, err := client.Do(req)
+	if err != nil && method == http.MethodGet && strings.Contains(err.Error(), "connection reset by peer") {
+		// A connection queued on the old listener at the instant of a
+		// reload can be reset by the kernel (see the README's Reliability
+		// section): a GET may be sent again.
+		resp, err = client.Do(req)
+	}
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}
