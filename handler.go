@@ -705,6 +705,12 @@ func (x *exchange) decide(status int, hdr http.Header) captureMode {
 	}
 	if len(e.Vary) > 0 && x.flight != nil {
 		x.flight.setVary(e.Vary, h.variantLookupKey(x.key, e.Vary, x.r))
+		if x.flightKey == x.key {
+			// other instances wait on the URL, not on this variant: let
+			// them fetch theirs (once the index is stored they coalesce
+			// per variant)
+			x.releaseLock()
+		}
 	}
 	return modeTee
 }
@@ -947,23 +953,52 @@ func (h *Handler) updateVaryIndex(ctx context.Context, key string, e *storage.En
 		return
 	}
 	defer unlock()
-	idx := &storage.Entry{Kind: storage.KindVary, URL: e.URL, Vary: e.Vary, Expires: e.Expires, Header: http.Header{}}
-	if old, err := h.get(ctx, key); err == nil && old.Kind == storage.KindVary && slices.Equal(old.Vary, e.Vary) {
-		for _, v := range old.Variants {
-			if v != vk {
-				idx.Variants = append(idx.Variants, v)
+	var evicted []string
+	next := func(old *storage.Entry) *storage.Entry {
+		evicted = evicted[:0]
+		idx := &storage.Entry{Kind: storage.KindVary, URL: e.URL, Vary: e.Vary, Expires: e.Expires, Header: http.Header{}}
+		if old != nil && old.Kind == storage.KindVary && slices.Equal(old.Vary, e.Vary) {
+			for _, v := range old.Variants {
+				if v != vk {
+					idx.Variants = append(idx.Variants, v)
+				}
+			}
+			if old.Expires.After(idx.Expires) {
+				idx.Expires = old.Expires
 			}
 		}
-		if old.Expires.After(idx.Expires) {
-			idx.Expires = old.Expires
+		idx.Variants = append(idx.Variants, vk)
+		for len(idx.Variants) > h.MaxVariants {
+			evicted = append(evicted, idx.Variants[0])
+			idx.Variants = idx.Variants[1:]
+		}
+		return idx
+	}
+	if h.updater != nil {
+		// shared by several instances: one atomic read-modify-write, so
+		// that variants added elsewhere at the same moment are kept
+		err := h.updater.Update(ctx, key, next)
+		if h.dropHot != nil {
+			h.dropHot(key) // the hot copy is the old index
+		}
+		if err != nil {
+			h.storeFailed("put", err)
+			return
+		}
+		h.storeUp()
+	} else {
+		var old *storage.Entry
+		if o, err := h.get(ctx, key); err == nil {
+			old = o
+		}
+		idx := next(old)
+		if err := h.put(ctx, key, idx); err != nil {
+			return
 		}
 	}
-	idx.Variants = append(idx.Variants, vk)
-	for len(idx.Variants) > h.MaxVariants {
-		_ = h.del(ctx, idx.Variants[0])
-		idx.Variants = idx.Variants[1:]
+	for _, v := range evicted {
+		_ = h.del(ctx, v)
 	}
-	_ = h.put(ctx, key, idx)
 }
 
 // freshen handles a 304 to our revalidation: the stored header is updated

@@ -200,13 +200,15 @@ type Handler struct {
 	lister       storage.Lister
 	backendName  string
 	isMemory     bool
-	hot          *memory.Memory // hot tier in front of a non-memory store, or nil
-	prepKey      string         // see preparedKey
-	storageID    string         // which data the store reaches (storageIdentity)
-	scope        string         // key prefix of this handler's name (scopeOf)
-	ports        *portSet       // listener ports seen, for purges without a port
-	sync         *syncer        // invalidations to and from other instances (sync.go)
-	locker       storage.Locker // the store's locks, for coalescing across instances (clusterlock.go)
+	hot          *memory.Memory  // hot tier in front of a non-memory store, or nil
+	prepKey      string          // see preparedKey
+	storageID    string          // which data the store reaches (storageIdentity)
+	scope        string          // key prefix of this handler's name (scopeOf)
+	ports        *portSet        // listener ports seen, for purges without a port
+	sync         *syncer         // invalidations to and from other instances (sync.go)
+	locker       storage.Locker  // the store's locks, for coalescing across instances (clusterlock.go)
+	updater      storage.Updater // atomic updates of the Vary index across instances
+	dropHot      func(string)    // removes a key from the hot tier only (tiered.DropHot)
 	logger       *zap.Logger
 	cacheable    func(int) bool
 	ignoreCC     bool
@@ -309,6 +311,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.store = st
 	h.locker = lockerOf(st)
+	h.updater, _ = st.(storage.Updater)
 	if !h.isMemory && h.Memory >= 0 {
 		if err := h.provisionHotTier(ctx); err != nil {
 			return err
@@ -395,6 +398,9 @@ func (h *Handler) provisionHotTier(ctx caddy.Context) error {
 	}
 	h.hot = mod.(*memory.Memory)
 	h.store = tiered.New(h.hot, h.store)
+	if t, ok := h.store.(interface{ DropHot(string) }); ok {
+		h.dropHot = t.DropHot
+	}
 	return nil
 }
 

@@ -265,3 +265,36 @@ func TestMultiInstanceCoalescingRedis(t *testing.T) {
 	}
 	t.Logf("cold URL: 50 clients on 2 instances, 1 origin fetch; private URL: %d fetches for 50 clients, 0 shared", o.hits.Load()-before)
 }
+
+// Variants of one URL added by two instances at the same moment are all
+// kept in its Vary index (an atomic update on Redis).
+func TestMultiInstanceVaryIndexRedis(t *testing.T) {
+	rds := testservers.Redis(t)
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Cache-Control", "public, max-age=600")
+		w.Header().Set("Vary", "X-Variant")
+		fmt.Fprintf(w, "variant %s", r.Header.Get("X-Variant"))
+	})
+	c := startInstances(t, 2, fmt.Sprintf("storage redis %s {\n\t\t\tnamespace %s\n\t\t}", rds.URI, t.Name()), o.addr())
+	const variants = 40
+	var wg sync.WaitGroup
+	for i := 0; i < variants; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			do(t, http.MethodGet, fmt.Sprintf("http://%s:%d/v", c.binds[i%2], c.port), "Host", clusterHost, "X-Variant", fmt.Sprint(i))
+		}()
+	}
+	wg.Wait()
+	// every variant is now a hit through either instance
+	missing := 0
+	for i := 0; i < variants; i++ {
+		r := do(t, http.MethodGet, fmt.Sprintf("http://%s:%d/v", c.binds[(i+1)%2], c.port), "Host", clusterHost, "X-Variant", fmt.Sprint(i))
+		if !strings.Contains(r.header.Get("Cache-Status"), "hit") || r.body != fmt.Sprintf("variant %d", i) {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Fatalf("%d of %d variants added concurrently by two instances are not reachable through the index", missing, variants)
+	}
+}

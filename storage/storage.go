@@ -243,3 +243,16 @@ type Locker interface {
 	// Locked reports whether the lock name is held.
 	Locked(ctx context.Context, name string) (bool, error)
 }
+
+// Updater is implemented by stores shared by several processes that can
+// replace an entry atomically (Redis WATCH/MULTI): the handler updates the
+// Vary index through it, so that variants added by several instances at
+// once are all kept.
+type Updater interface {
+	// Update calls fn with the entry stored under key (nil when there is
+	// none, it expired or it cannot be decoded) and stores the entry fn
+	// returns, unless another process changed the key meanwhile, in which
+	// case fn is called again with the new entry. fn may be called several
+	// times and must not have side effects.
+	Update(ctx context.Context, key string, fn func(old *Entry) *Entry) error
+}
