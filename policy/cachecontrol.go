@@ -188,7 +188,11 @@ func skipOWS(s string, i int) int {
 
 // skipElement returns the index of the next comma outside a quoted string
 // at or after i, or len(s).
-func skipElement(s string, i int) int {
+func skipElement(s string, i int) int { return skipTo(s, i, ',') }
+
+// skipTo returns the index of the next sep outside a quoted string at or
+// after i, or len(s).
+func skipTo(s string, i int, sep byte) int {
 	inQuote := false
 	for ; i < len(s); i++ {
 		switch c := s[i]; {
@@ -196,7 +200,7 @@ func skipElement(s string, i int) int {
 			i++
 		case c == '"':
 			inQuote = !inQuote
-		case !inQuote && c == ',':
+		case !inQuote && c == sep:
 			return i
 		}
 	}

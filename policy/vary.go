@@ -163,20 +163,7 @@ func elementQ(e string) (int, bool) {
 
 // skipParam returns the index of the next ";" outside a quoted string at
 // or after i, or len(s).
-func skipParam(s string, i int) int {
-	inQuote := false
-	for ; i < len(s); i++ {
-		switch c := s[i]; {
-		case inQuote && c == '\\':
-			i++
-		case c == '"':
-			inQuote = !inQuote
-		case !inQuote && c == ';':
-			return i
-		}
-	}
-	return len(s)
-}
+func skipParam(s string, i int) int { return skipTo(s, i, ';') }
 
 // parseQValue parses an RFC 9110 §12.4.2 qvalue into thousandths:
 // ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] ).
