@@ -61,8 +61,9 @@ const (
 // Placeholder | Description
 // ------------|-------------
 // `{http.cache.status}` | hit, miss, stale, revalidated or bypass
-// `{http.cache.key}` | the cache key of the request ("" when bypassed before a key was made)
+// `{http.cache.key}` | the cache key of the request without the handler scope ("" when bypassed before a key was made)
 // `{http.cache.detail}` | why a response was not served from or not stored in the cache ("" otherwise)
+// `{http.cache.stored}` | true or false once a response that was being stored is written, or not
 type Handler struct {
 	// StorageRaw selects where entries live: a module in the namespace
 	// http.handlers.cache.storage, named by the "backend" key. Default:
