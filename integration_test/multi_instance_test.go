@@ -17,7 +17,8 @@ import (
 
 // instancesCaddyfile is one Caddy of a group behind a load balancer: its
 // site on bind:port (the same port for every instance, as on several
-// machines), its admin API on admin.
+// machines), its admin API on admin. storage may carry further cache
+// options on lines after the storage block.
 func instancesCaddyfile(bind, admin string, port int, storage, originAddr string) string {
 	return fmt.Sprintf(`{
 	admin %s
@@ -297,4 +298,75 @@ func TestMultiInstanceVaryIndexRedis(t *testing.T) {
 	if missing > 0 {
 		t.Fatalf("%d of %d variants added concurrently by two instances are not reachable through the index", missing, variants)
 	}
+}
+
+// The instance holding the cluster lock is killed mid-fetch: the others go
+// to the origin once the lock expires, and nobody waits past lock_timeout.
+func TestMultiInstanceLockHolderKilled(t *testing.T) {
+	rds := testservers.Redis(t)
+	release := make(chan struct{})
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		if n == 1 {
+			select { // the first fetch hangs until its Caddy is gone
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		fmt.Fprintf(w, "fetch %d", n)
+	})
+	defer close(release)
+	const lockTimeout = 2 * time.Second
+	c := startInstances(t, 2, fmt.Sprintf("storage redis %s {\n\t\t\tnamespace %s\n\t\t}\n\t\tlock_timeout 2s", rds.URI, t.Name()), o.addr())
+	go func() { // instance 0 takes the lock and hangs on the origin
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s:%d/k", c.binds[0], c.port), nil)
+		req.Host = clusterHost
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for o.hits.Load() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first fetch never reached the origin")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.procs[0].kill() // crashed while holding the lock
+	start := time.Now()
+	r := c.get(1, "/k")
+	waited := time.Since(start)
+	if r.status != http.StatusOK || r.body != "fetch 2" {
+		t.Fatalf("instance 1 after the holder died: %d %q", r.status, r.body)
+	}
+	if waited > lockTimeout+time.Second { // the lock's expiry, plus slack for a loaded machine
+		t.Fatalf("instance 1 waited %v for a dead holder, more than lock_timeout %v", waited, lockTimeout)
+	}
+	t.Logf("holder killed: the other instance fetched after %v (lock_timeout %v)", waited.Round(time.Millisecond), lockTimeout)
+}
+
+// Purges and coalescing on Redis Cluster: two instances on a three-master
+// cluster.
+func TestMultiInstanceRedisCluster(t *testing.T) {
+	addrs := testservers.RedisCluster(t)
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		time.Sleep(200 * time.Millisecond)
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		fmt.Fprintf(w, "%s #%d", r.URL.Path, n)
+	})
+	c := startInstances(t, 2, fmt.Sprintf("storage redis {\n\t\t\taddresses %s\n\t\t\tcluster\n\t\t\tnamespace %s\n\t\t}", strings.Join(addrs, " "), t.Name()), o.addr())
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.get(i%2, "/cold")
+		}()
+	}
+	wg.Wait()
+	o.wantHits(t, 1)
+	c.warm("/u")
+	c.purge(0, map[string]any{"url": c.url("/u")})
+	t.Logf("Redis Cluster: 20 clients on 2 instances, 1 fetch; purge gone from the other hot tier after %v", c.gone("/u").Round(time.Millisecond))
 }

@@ -109,6 +109,18 @@ func startCaddyProcess(t *testing.T, caddyfile, home string, waitAddr string) *c
 }
 
 // stop ends the process (SIGTERM, then SIGKILL) and waits for it.
+// kill ends the process at once (SIGKILL), as a crash would: nothing of
+// it runs any more, deferred work included.
+func (p *caddyProcess) kill() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	cmd := p.cmd
+	p.cmd = nil
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	_ = cmd.Wait()
+}
+
 func (p *caddyProcess) stop() {
 	if p.cmd == nil || p.cmd.Process == nil {
 		return
