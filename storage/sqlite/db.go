@@ -23,7 +23,11 @@ import (
 )
 
 // schemaVersion is the version of the table layout below. A database
-// written by a newer version is refused rather than altered.
+// written by a newer version is refused rather than altered (the schema
+// transaction is rolled back). Tables added without changing the existing
+// ones (locks) keep the version: CREATE TABLE IF NOT EXISTS adds them to an
+// existing file at its next opening, and a build that does not know them
+// can still share the file.
 const schemaVersion = 1
 
 // schema creates the tables of version 1. Times are Unix nanoseconds;
@@ -55,6 +59,11 @@ CREATE TRIGGER IF NOT EXISTS entries_delete_tags AFTER DELETE ON entries
 BEGIN
 	DELETE FROM tags WHERE key = old.key;
 END;
+CREATE TABLE IF NOT EXISTS locks (
+	name    TEXT    NOT NULL PRIMARY KEY,
+	token   TEXT    NOT NULL,
+	expires INTEGER NOT NULL
+);
 `
 
 // SQLite result codes used here (the primary code is the low byte).
@@ -517,53 +526,126 @@ func (db *DB) Put(ctx context.Context, key string, e *storage.Entry, c storage.C
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	now := db.now()
-	if e.Expired(now) {
-		return db.Delete(ctx, key)
-	}
-	data := storage.Encode(e, c)
-	size := int64(len(data) + len(key))
-	if max := db.maxSize.Load(); (max > 0 && size > max) || len(data) > maxBlob {
-		if err := db.Delete(ctx, key); err != nil {
-			return err
-		}
-		return storage.ErrTooLarge
-	}
-	var expires int64
-	if !e.Expires.IsZero() {
-		expires = e.Expires.UnixNano()
-	}
 	conn, err := db.conn()
 	if err != nil {
 		return err
 	}
+	// Encoded before the transaction, so that compressing a large body
+	// does not hold the write lock.
+	r := db.prepare(key, e, c, db.now())
+	var w written
+	err = db.writeTx(ctx, conn, func(tx *sql.Tx) (err error) {
+		w, err = db.write(ctx, tx, key, r)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return db.wrote(ctx, key, w)
+}
+
+// row is an entry ready to be written under a key: its encoding and the
+// bytes max_size counts, or what to do instead when it is expired or too
+// large (delete the key).
+type row struct {
+	e        *storage.Entry
+	data     []byte
+	size     int64
+	expires  int64
+	now      int64
+	remove   bool // expired or too large: the key is deleted
+	tooLarge bool
+}
+
+// prepare encodes e for key, as Put and Update store it.
+func (db *DB) prepare(key string, e *storage.Entry, c storage.Compression, now time.Time) row {
+	r := row{e: e, now: now.UnixNano()}
+	if e.Expired(now) {
+		r.remove = true
+		return r
+	}
+	r.data = storage.Encode(e, c)
+	r.size = int64(len(r.data) + len(key))
+	if max := db.maxSize.Load(); (max > 0 && r.size > max) || len(r.data) > maxBlob {
+		r.remove, r.tooLarge, r.data = true, true, nil
+		return r
+	}
+	if !e.Expires.IsZero() {
+		r.expires = e.Expires.UnixNano()
+	}
+	return r
+}
+
+// written is what a write did, for the bookkeeping after its commit.
+type written struct {
+	added, removed int64 // bytes
+	tooLarge       bool
+}
+
+// writeTx runs fn in one write transaction (BEGIN IMMEDIATE on the writer
+// connection) and commits it when fn returns nil.
+func (db *DB) writeTx(ctx context.Context, conn *conns, fn func(tx *sql.Tx) error) error {
 	tx, err := conn.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite storage: beginning a write: %w", err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `
-		INSERT INTO entries (key, url, expires, size, created, accessed, data) VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (key) DO UPDATE SET url = excluded.url, expires = excluded.expires, size = excluded.size,
-			created = excluded.created, accessed = excluded.accessed, data = excluded.data`,
-		key, e.URL, expires, size, now.UnixNano(), now.UnixNano(), data); err != nil {
-		return fmt.Errorf("sqlite storage: writing entry: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM tags WHERE key = ?`, key); err != nil {
-		return fmt.Errorf("sqlite storage: writing tags: %w", err)
-	}
-	for _, tag := range e.Tags {
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO tags (tag, key) VALUES (?, ?)`, tag, key); err != nil {
-			return fmt.Errorf("sqlite storage: writing tags: %w", err)
-		}
+	if err := fn(tx); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite storage: committing entry: %w", err)
 	}
+	return nil
+}
+
+// write stores r under key in tx, with its tags, or deletes key when r
+// says so. It is the one write of an entry, shared by Put and Update.
+func (db *DB) write(ctx context.Context, tx *sql.Tx, key string, r row) (written, error) {
+	if r.remove {
+		var size int64
+		err := tx.QueryRowContext(ctx, `DELETE FROM entries WHERE key = ? RETURNING size`, key).Scan(&size)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return written{}, fmt.Errorf("sqlite storage: deleting entry: %w", err)
+		}
+		return written{removed: size, tooLarge: r.tooLarge}, nil
+	}
+	if _, err := tx.ExecContext(ctx, `
+		INSERT INTO entries (key, url, expires, size, created, accessed, data) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (key) DO UPDATE SET url = excluded.url, expires = excluded.expires, size = excluded.size,
+			created = excluded.created, accessed = excluded.accessed, data = excluded.data`,
+		key, r.e.URL, r.expires, r.size, r.now, r.now, r.data); err != nil {
+		return written{}, fmt.Errorf("sqlite storage: writing entry: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tags WHERE key = ?`, key); err != nil {
+		return written{}, fmt.Errorf("sqlite storage: writing tags: %w", err)
+	}
+	for _, tag := range r.e.Tags {
+		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO tags (tag, key) VALUES (?, ?)`, tag, key); err != nil {
+			return written{}, fmt.Errorf("sqlite storage: writing tags: %w", err)
+		}
+	}
+	return written{added: r.size}, nil
+}
+
+// wrote does the bookkeeping of a committed write: the pending access time
+// of key is dropped, the size estimate follows, and past max_size the store
+// evicts. It returns storage.ErrTooLarge for an entry that was not stored
+// for its size.
+func (db *DB) wrote(ctx context.Context, key string, w written) error {
 	db.pendingMu.Lock()
 	delete(db.pending, key)
 	db.pendingMu.Unlock()
-	if est := db.sizeEst.Add(size); db.over(est) {
+	if w.removed != 0 {
+		db.sizeEst.Add(-w.removed)
+	}
+	if w.tooLarge {
+		return storage.ErrTooLarge
+	}
+	if w.added == 0 {
+		return nil
+	}
+	if est := db.sizeEst.Add(w.added); db.over(est) {
 		if err := db.evict(context.WithoutCancel(ctx)); err != nil {
 			db.logger.Warn("sqlite storage: evicting to max_size", zap.String("path", db.path), zap.Error(err))
 		}
@@ -711,9 +793,14 @@ func (db *DB) sweepExpired(ctx context.Context) (int64, error) {
 		n, _ := res.RowsAffected()
 		removed += n
 		if n < 1000 {
-			return removed, nil
+			break
 		}
 	}
+	// locks left by holders that died (see cluster.go)
+	if _, err := c.w.ExecContext(ctx, `DELETE FROM locks WHERE expires <= ?`, db.now().UnixNano()); err != nil {
+		return removed, fmt.Errorf("deleting expired locks: %w", err)
+	}
+	return removed, nil
 }
 
 // sweep is the periodic maintenance: access times, expired entries, the
