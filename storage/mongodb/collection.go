@@ -101,6 +101,9 @@ func (c *collection) createIndexes(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("creating url and tags indexes: %w", err)
 	}
+	if err := c.createLockIndex(ctx, coll); err != nil {
+		return err
+	}
 	if c.ttl.Load() != 0 {
 		return nil
 	}
@@ -131,6 +134,10 @@ func (c *collection) createIndexes(ctx context.Context) error {
 
 // sweep is one run of the sweeper.
 func (c *collection) sweep(ctx context.Context) {
+	if err := c.sweepLocks(ctx); err != nil && ctx.Err() == nil {
+		c.logger.Debug("sweeping expired mongodb locks failed",
+			zap.String("collection", c.db+"."+c.name+locksSuffix), zap.Error(err))
+	}
 	n, err := c.sweepOnce(ctx)
 	switch {
 	case err != nil && ctx.Err() == nil:
