@@ -100,8 +100,12 @@ func (x *exchange) releaseLock() {
 	}
 }
 
-// lockerOf returns the store's Locker, if it has one.
+// lockerOf returns the store's Locker, if it has one and wants it used (a
+// SQLite file only when it is marked shared: a lock costs a write there).
 func lockerOf(st storage.Store) storage.Locker {
 	l, _ := st.(storage.Locker)
+	if p, ok := st.(interface{ LocksAcrossProcesses() bool }); ok && !p.LocksAcrossProcesses() {
+		return nil
+	}
 	return l
 }

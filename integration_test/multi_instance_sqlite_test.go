@@ -25,7 +25,7 @@ func TestMultiInstanceCoalescingSQLite(t *testing.T) {
 		w.Header().Set("Cache-Control", "public, max-age=60")
 		fmt.Fprintf(w, "%s #%d", r.URL.Path, n)
 	})
-	c := startInstances(t, 2, "storage sqlite "+filepath.Join(t.TempDir(), "shared.db"), o.addr())
+	c := startInstances(t, 2, "storage sqlite "+filepath.Join(t.TempDir(), "shared.db")+" {\n\t\t\tshared\n\t\t}", o.addr())
 	const perInstance = 25
 	var wg sync.WaitGroup
 	bodies := make(chan string, 2*perInstance)
@@ -81,7 +81,7 @@ func TestMultiInstanceVaryIndexSQLite(t *testing.T) {
 		w.Header().Set("Vary", "X-Variant")
 		fmt.Fprintf(w, "variant %s", r.Header.Get("X-Variant"))
 	})
-	c := startInstances(t, 2, "storage sqlite "+filepath.Join(t.TempDir(), "shared.db"), o.addr())
+	c := startInstances(t, 2, "storage sqlite "+filepath.Join(t.TempDir(), "shared.db")+" {\n\t\t\tshared\n\t\t}", o.addr())
 	const variants = 40
 	var wg sync.WaitGroup
 	for i := 0; i < variants; i++ {

@@ -51,6 +51,11 @@ func (s *SQLite) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = caddyopt.Size(d, &s.MaxSize)
 		case "sweep_interval":
 			err = caddyopt.Duration(d, &s.SweepInterval)
+		case "shared":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			s.Shared = true
 		case "compression":
 			if err = caddyopt.String(d, &s.Compression); err == nil && s.Compression != "zstd" && s.Compression != "off" {
 				err = d.Errf("compression %q: want zstd or off", s.Compression)
@@ -66,4 +71,4 @@ func (s *SQLite) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 }
 
 // options are the block's option names, for typo hints.
-var options = []string{"path", "busy_timeout", "wal", "synchronous", "max_size", "sweep_interval", "compression"}
+var options = []string{"path", "busy_timeout", "wal", "synchronous", "max_size", "sweep_interval", "compression", "shared"}

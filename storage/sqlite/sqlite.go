@@ -94,6 +94,12 @@ type SQLite struct {
 	// are not already content-encoded and that shrink) or "off".
 	// Default: zstd.
 	Compression string `json:"compression,omitempty"`
+	// Shared says that several Caddy processes use the file (on one host):
+	// they then coalesce their misses through a lock row per missing key,
+	// so that a cold URL is fetched once across them, at the cost of two
+	// small write transactions per miss. Purges reach the other processes'
+	// hot tiers whether it is set or not. Default: false.
+	Shared bool `json:"shared,omitempty"`
 
 	db          *DB
 	poolKey     string
@@ -290,3 +296,7 @@ var (
 	_ storage.Identifier = (*SQLite)(nil)
 	_ storage.Locator    = (*SQLite)(nil)
 )
+
+// LocksAcrossProcesses tells the handler whether to take the store's locks
+// for its misses: only when the file is shared (Shared).
+func (s *SQLite) LocksAcrossProcesses() bool { return s.Shared }
