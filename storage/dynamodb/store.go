@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -37,6 +38,9 @@ const (
 	// readAttempts bounds how often Get re-reads a manifest whose parts
 	// were replaced while it read them.
 	readAttempts = 5
+	// versionAttribute holds the version of a manifest item, which
+	// Update's conditional write checks.
+	versionAttribute = "ver"
 )
 
 // errPartMissing means a part named by a manifest was not found.
@@ -125,8 +129,45 @@ func itemSize(item map[string]types.AttributeValue) int {
 }
 
 func (d *DynamoDB) get(ctx context.Context, key string) (*storage.Entry, error) {
+	e, _, err := d.read(ctx, key, d.consistent)
+	return e, err
+}
+
+// version is the state of a manifest item that a conditional write
+// expects: absent, present without a version attribute (written before
+// there was one), or present with version ver.
+type version struct {
+	exists bool
+	ver    string
+}
+
+// condition returns the ConditionExpression (with #v for the version
+// attribute and :old for v.ver) that holds while the manifest is still v.
+func (v version) condition() (string, map[string]types.AttributeValue) {
+	switch {
+	case !v.exists:
+		return "attribute_not_exists(pk)", nil
+	case v.ver == "":
+		return "attribute_exists(pk) AND attribute_not_exists(#v)", nil
+	}
+	return "#v = :old", map[string]types.AttributeValue{":old": &types.AttributeValueMemberN{Value: v.ver}}
+}
+
+// newVersion is the version attribute of a manifest being written: a fresh
+// random number on every write, so that any Put, not only an Update, makes
+// a concurrent Update's conditional write fail.
+func newVersion() types.AttributeValue {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return numAttr(int64(binary.BigEndian.Uint64(b[:]) >> 1))
+}
+
+// read is get that also returns the version of the manifest item it read
+// (the last one, when it read the manifest again).
+func (d *DynamoDB) read(ctx context.Context, key string, consistent bool) (*storage.Entry, version, error) {
+	var v version
 	if err := d.shared.ensure(ctx, d.CreateTable); err != nil {
-		return nil, err
+		return nil, v, err
 	}
 	pk := d.pk(key)
 	lastGen := ""
@@ -134,27 +175,31 @@ func (d *DynamoDB) get(ctx context.Context, key string) (*storage.Entry, error) 
 		out, err := d.shared.client.GetItem(ctx, &dynamodb.GetItemInput{
 			TableName:      aws.String(d.shared.name),
 			Key:            keyOf(pk),
-			ConsistentRead: aws.Bool(d.consistent),
+			ConsistentRead: aws.Bool(consistent),
 		})
 		if err != nil {
-			return nil, fmt.Errorf("dynamodb get: %w", err)
+			return nil, v, fmt.Errorf("dynamodb get: %w", err)
 		}
 		item := out.Item
+		v = version{exists: item != nil}
+		if n, ok := item[versionAttribute].(*types.AttributeValueMemberN); ok {
+			v.ver = n.Value
+		}
 		if ns, _ := str(item["ns"]); ns != d.ns {
-			return nil, storage.ErrNotFound // absent, or not ours
+			return nil, v, storage.ErrNotFound // absent, or not ours
 		}
 		if k, _ := str(item["k"]); k != key {
-			return nil, storage.ErrNotFound
+			return nil, v, storage.ErrNotFound
 		}
 		now := time.Now()
 		if exp, ok := num(item[ttlAttribute]); ok && !now.Before(time.Unix(exp, 0)) {
-			return nil, storage.ErrNotFound // expired, TTL has not deleted it yet
+			return nil, v, storage.ErrNotFound // expired, TTL has not deleted it yet
 		}
 		var data []byte
 		if parts, ok := num(item["parts"]); ok {
 			gen, _ := str(item["gen"])
 			if gen == lastGen {
-				return nil, fmt.Errorf("dynamodb get: %w: part of the body is missing", storage.ErrCorrupt)
+				return nil, v, fmt.Errorf("dynamodb get: %w: part of the body is missing", storage.ErrCorrupt)
 			}
 			size, _ := num(item["size"])
 			data, err = d.readParts(ctx, gen, parts, size)
@@ -166,19 +211,19 @@ func (d *DynamoDB) get(ctx context.Context, key string) (*storage.Entry, error) 
 				continue
 			}
 			if err != nil {
-				return nil, fmt.Errorf("dynamodb get: %w", err)
+				return nil, v, fmt.Errorf("dynamodb get: %w", err)
 			}
 		} else if data, ok = bin(item["data"]); !ok {
-			return nil, fmt.Errorf("dynamodb get: %w: no data attribute", storage.ErrCorrupt)
+			return nil, v, fmt.Errorf("dynamodb get: %w: no data attribute", storage.ErrCorrupt)
 		}
 		e, err := storage.Decode(data)
 		if err != nil {
-			return nil, fmt.Errorf("dynamodb get: %w", err)
+			return nil, v, fmt.Errorf("dynamodb get: %w", err)
 		}
 		if e.Expired(now) {
-			return nil, storage.ErrNotFound
+			return nil, v, storage.ErrNotFound
 		}
-		return e, nil
+		return e, v, nil
 	}
 }
 
@@ -250,6 +295,17 @@ func newGen() string {
 }
 
 func (d *DynamoDB) put(ctx context.Context, key string, e *storage.Entry) error {
+	return d.write(ctx, key, e, nil)
+}
+
+// errConflict means a conditional write found the manifest changed since
+// it was read.
+var errConflict = errors.New("changed concurrently")
+
+// write is put; with want set, the manifest is written only if it is still
+// in that state, and errConflict is returned otherwise (the parts written
+// for it are removed).
+func (d *DynamoDB) write(ctx context.Context, key string, e *storage.Entry, want *version) error {
 	if e.Expired(time.Now()) {
 		return d.delete(ctx, key)
 	}
@@ -258,12 +314,13 @@ func (d *DynamoDB) put(ctx context.Context, key string, e *storage.Entry) error 
 	}
 	data := storage.Encode(e, d.comp)
 	item := map[string]types.AttributeValue{
-		"pk":        &types.AttributeValueMemberS{Value: d.pk(key)},
-		"ns":        &types.AttributeValueMemberS{Value: d.ns},
-		"k":         &types.AttributeValueMemberS{Value: key},
-		"meta":      &types.AttributeValueMemberB{Value: storage.Encode(e.Meta(), storage.CompressionOff)},
-		"body_size": numAttr(int64(len(e.Body))),
-		"size":      numAttr(int64(len(data))),
+		"pk":             &types.AttributeValueMemberS{Value: d.pk(key)},
+		"ns":             &types.AttributeValueMemberS{Value: d.ns},
+		"k":              &types.AttributeValueMemberS{Value: key},
+		"meta":           &types.AttributeValueMemberB{Value: storage.Encode(e.Meta(), storage.CompressionOff)},
+		"body_size":      numAttr(int64(len(e.Body))),
+		"size":           numAttr(int64(len(data))),
+		versionAttribute: newVersion(),
 	}
 	if e.URL != "" {
 		item["url"] = &types.AttributeValueMemberS{Value: e.URL}
@@ -302,14 +359,27 @@ func (d *DynamoDB) put(ctx context.Context, key string, e *storage.Entry) error 
 		item["parts"] = numAttr(int64(parts))
 		item["gen"] = &types.AttributeValueMemberS{Value: gen}
 	}
-	out, err := d.shared.client.PutItem(ctx, &dynamodb.PutItemInput{
+	in := &dynamodb.PutItemInput{
 		TableName:    aws.String(d.shared.name),
 		Item:         item,
 		ReturnValues: types.ReturnValueAllOld,
-	})
+	}
+	if want != nil {
+		cond, values := want.condition()
+		in.ConditionExpression = aws.String(cond)
+		if cond != "attribute_not_exists(pk)" {
+			in.ExpressionAttributeNames = map[string]string{"#v": versionAttribute}
+		}
+		in.ExpressionAttributeValues = values
+	}
+	out, err := d.shared.client.PutItem(ctx, in)
 	if err != nil {
 		if gen != "" {
 			d.cleanupParts(gen, parts)
+		}
+		var ccf *types.ConditionalCheckFailedException
+		if errors.As(err, &ccf) {
+			return errConflict
 		}
 		return fmt.Errorf("dynamodb put: %w", err)
 	}
