@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -219,6 +220,9 @@ type document struct {
 	BodySize  int64      `bson:"body_size"`
 	Meta      []byte     `bson:"meta"`
 	Data      []byte     `bson:"data"`
+	// Ver is a fresh random number on every write: Update replaces the
+	// document only while it still has the version it read.
+	Ver int64 `bson:"ver"`
 }
 
 // newDocument encodes e, or returns storage.ErrTooLarge when the document
@@ -237,6 +241,7 @@ func newDocument(key string, e *storage.Entry, comp storage.Compression) (*docum
 		BodySize: int64(len(e.Body)),
 		Meta:     meta,
 		Data:     data,
+		Ver:      rand.Int64(),
 	}
 	if !e.Expires.IsZero() {
 		t := mongoconn.ExpiresAt(e.Expires)
@@ -260,6 +265,18 @@ func (c *collection) put(ctx context.Context, key string, e *storage.Entry, comp
 }
 
 func (c *collection) doPut(ctx context.Context, key string, e *storage.Entry, comp storage.Compression) error {
+	return c.doWrite(ctx, key, e, comp, nil)
+}
+
+// errConflict means a conditional write found the document changed since
+// it was read.
+var errConflict = errors.New("changed concurrently")
+
+// doWrite is doPut; with want set, the document is written only if it is
+// still in that state (absent: inserted, never replacing one; present:
+// replaced only while it has the version read), and errConflict is
+// returned otherwise.
+func (c *collection) doWrite(ctx context.Context, key string, e *storage.Entry, comp storage.Compression, want *version) error {
 	if e.Expired(time.Now()) {
 		return c.doDelete(ctx, key)
 	}
@@ -274,6 +291,9 @@ func (c *collection) doPut(ctx context.Context, key string, e *storage.Entry, co
 	coll, err := c.collection(ctx)
 	if err != nil {
 		return fmt.Errorf("mongodb put: %w", err)
+	}
+	if want != nil {
+		return conditionalWrite(ctx, coll, key, doc, *want)
 	}
 	// Two concurrent upserts of a new key can both try to insert; the loser
 	// gets a duplicate key error and, retried, replaces the winner's document.
