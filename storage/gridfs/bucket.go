@@ -53,6 +53,7 @@ type handles struct {
 	entries *mongo.Collection
 	files   *mongo.Collection
 	chunks  *mongo.Collection
+	locks   mongoconn.Locks // <bucket>_locks
 }
 
 // bucket is the live state shared by every handle using one GridFS bucket.
@@ -118,6 +119,7 @@ func (b *bucket) handles(ctx context.Context) (*handles, error) {
 			entries: db.Collection(b.name + ".entries"),
 			files:   db.Collection(b.name + ".files"),
 			chunks:  db.Collection(b.name + ".chunks"),
+			locks:   mongoconn.LocksOf(db, b.name),
 		}
 		if !b.h.CompareAndSwap(nil, h) {
 			h = b.h.Load()
@@ -142,6 +144,9 @@ func (b *bucket) createIndexes(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("creating entry indexes: %w", err)
+	}
+	if err := h.locks.CreateIndex(ctx); err != nil {
+		return fmt.Errorf("creating the locks TTL index: %w", err)
 	}
 	return nil
 }
@@ -399,6 +404,10 @@ func (b *bucket) stats(ctx context.Context) (storage.Stats, error) {
 
 // sweep is one run of the sweeper.
 func (b *bucket) sweep(ctx context.Context) {
+	if err := b.sweepLocks(ctx); err != nil && ctx.Err() == nil {
+		b.logger.Debug("sweeping expired gridfs locks failed",
+			zap.String("collection", b.db+"."+b.name+mongoconn.LocksSuffix), zap.Error(err))
+	}
 	expired, orphans, err := b.sweepOnce(ctx)
 	switch {
 	case err != nil && ctx.Err() == nil:

@@ -43,6 +43,7 @@ func provision(t testing.TB, cfg *GridFS) *GridFS {
 			ctx, cancel := context.WithTimeout(bg, 10*time.Second)
 			_ = h.entries.Drop(ctx)
 			_ = h.gfs.Drop(ctx)
+			_ = h.locks.Coll.Drop(ctx)
 			cancel()
 		}
 		if err := g.Cleanup(); err != nil {

@@ -102,7 +102,7 @@ func (c *collection) createIndexes(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("creating url and tags indexes: %w", err)
 	}
-	if err := c.createLockIndex(ctx, coll); err != nil {
+	if err := c.createLockIndex(ctx); err != nil {
 		return err
 	}
 	if c.ttl.Load() != 0 {

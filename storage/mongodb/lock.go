@@ -2,49 +2,31 @@ package mongodb
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"time"
-
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/caddycache/caddy-cache/storage"
 	"github.com/caddycache/caddy-cache/storage/internal/mongoconn"
 )
 
 // Locks (storage.Locker) are documents of a collection of their own,
-// <collection>_locks, so that List, Stats and the sweeps of the entries
-// never see them:
-//
-//	{_id: <sha256 of the lock name, hex>, token: <the holder's>, expires: <date>}
-//
-// A lock is taken by inserting its document (the unique _id makes one
-// insert win); an expired one is first deleted, on condition that it is
-// still expired. A TTL index on expires reclaims them where the server has
-// TTL indexes; the sweeper deletes expired ones everywhere.
+// <collection>_locks (see mongoconn.Locks), so that List, Stats and the
+// sweeps of the entries never see them.
 
 // locksSuffix names the lock collection after the entries'.
-const locksSuffix = "_locks"
+const locksSuffix = mongoconn.LocksSuffix
 
 // locks returns the lock collection.
-func (c *collection) locks(ctx context.Context) (*mongo.Collection, error) {
+func (c *collection) locks(ctx context.Context) (mongoconn.Locks, error) {
 	coll, err := c.collection(ctx)
 	if err != nil {
-		return nil, err
+		return mongoconn.Locks{}, err
 	}
-	return coll.Database().Collection(c.name + locksSuffix), nil
+	return mongoconn.LocksOf(coll.Database(), c.name), nil
 }
 
-// lockID is the _id of the lock name's document.
-func lockID(name string) string {
-	sum := sha256.Sum256([]byte(name))
-	return hex.EncodeToString(sum[:])
-}
+// observe records the outcome of a lock release.
+func (c *collection) observe(err error) { c.health.Observe(err) }
 
 // Lock implements storage.Locker with a unique insert.
 func (m *MongoDB) Lock(ctx context.Context, name string, ttl time.Duration) (func(), bool, error) {
@@ -58,42 +40,11 @@ func (c *collection) lock(ctx context.Context, name string, ttl time.Duration) (
 	if err != nil {
 		return nil, false, fmt.Errorf("mongodb lock: %w", err)
 	}
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	token := hex.EncodeToString(b[:])
-	id := lockID(name)
-	for try := 0; ; try++ {
-		now := time.Now()
-		_, err = locks.InsertOne(ctx, bson.D{
-			{Key: "_id", Value: id},
-			{Key: "token", Value: token},
-			{Key: "expires", Value: now.Add(max(ttl, time.Millisecond))},
-		})
-		if err == nil {
-			break
-		}
-		if !mongo.IsDuplicateKeyError(err) {
-			return nil, false, fmt.Errorf("mongodb lock: %w", err)
-		}
-		if try > 0 {
-			return nil, false, nil
-		}
-		// held, unless it expired: remove it if it still is, and try once more
-		res, err := locks.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "expires", Value: bson.D{{Key: "$lt", Value: now}}}})
-		if err != nil {
-			return nil, false, fmt.Errorf("mongodb lock: %w", err)
-		}
-		if res.DeletedCount == 0 {
-			return nil, false, nil
-		}
+	unlock, ok, err := locks.Lock(ctx, name, ttl, c.observe)
+	if err != nil {
+		return nil, false, fmt.Errorf("mongodb lock: %w", err)
 	}
-	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		// only this holder's: it may have expired and been taken since
-		_, err := locks.DeleteOne(ctx, bson.D{{Key: "_id", Value: id}, {Key: "token", Value: token}})
-		c.health.Observe(err)
-	}, true, nil
+	return unlock, ok, nil
 }
 
 // Locked implements storage.Locker.
@@ -108,26 +59,18 @@ func (c *collection) locked(ctx context.Context, name string) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("mongodb locked: %w", err)
 	}
-	filter := bson.D{{Key: "_id", Value: lockID(name)}, {Key: "expires", Value: bson.D{{Key: "$gt", Value: time.Now()}}}}
-	err = locks.FindOne(ctx, filter, options.FindOne().SetProjection(bson.D{{Key: "_id", Value: 1}})).Err()
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return false, nil
-	}
+	held, err := locks.Locked(ctx, name)
 	if err != nil {
 		return false, fmt.Errorf("mongodb locked: %w", err)
 	}
-	return true, nil
+	return held, nil
 }
 
-// createLockIndex creates the TTL index of the lock collection. A server
-// that refuses TTL indexes (FerretDB) is not an error: the sweeper deletes
-// expired locks, and Lock replaces them.
-func (c *collection) createLockIndex(ctx context.Context, coll *mongo.Collection) error {
-	_, err := coll.Database().Collection(c.name+locksSuffix).Indexes().CreateOne(ctx, mongo.IndexModel{
-		Keys:    bson.D{{Key: "expires", Value: 1}},
-		Options: options.Index().SetExpireAfterSeconds(0),
-	})
-	if err != nil && !mongoconn.IsServerError(err) {
+// createLockIndex creates the TTL index of the lock collection (see
+// mongoconn.Locks.CreateIndex).
+func (c *collection) createLockIndex(ctx context.Context) error {
+	coll := c.coll.Load()
+	if err := mongoconn.LocksOf(coll.Database(), c.name).CreateIndex(ctx); err != nil {
 		return fmt.Errorf("creating the locks TTL index: %w", err)
 	}
 	return nil
@@ -139,8 +82,7 @@ func (c *collection) sweepLocks(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = locks.DeleteMany(ctx, bson.D{{Key: "expires", Value: bson.D{{Key: "$lt", Value: time.Now()}}}})
-	return err
+	return locks.Sweep(ctx)
 }
 
 var _ storage.Locker = (*MongoDB)(nil)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -12,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/caddycache/caddy-cache/storage"
+	"github.com/caddycache/caddy-cache/storage/internal/mongoconn"
 )
 
 const (
@@ -56,32 +56,33 @@ var _ storage.Updater = (*MongoDB)(nil)
 
 func (c *collection) update(ctx context.Context, key string, fn func(old *storage.Entry) *storage.Entry, comp storage.Compression) error {
 	deadline := time.Now().Add(updateWait)
-	conflicts := 0
-	for try := 0; ; try++ {
-		unlock, ok, err := c.lock(ctx, "update\x00"+key, updateLockTTL)
+	for conflicts := 0; ; {
+		locks, err := c.locks(ctx)
 		if err != nil {
-			return c.health.Observe(err)
+			return c.health.Observe(fmt.Errorf("mongodb lock: %w", err))
 		}
-		if ok {
-			err = c.updateOnce(ctx, key, fn, comp)
-			unlock()
-			if !errors.Is(err, errConflict) {
-				return c.health.Observe(err)
-			}
-			c.health.Observe(nil)
-			if conflicts++; conflicts == maxUpdateTries {
-				return fmt.Errorf("mongodb storage: updating %q: still contended after %d tries", key, maxUpdateTries)
-			}
-		} else if time.Now().After(deadline) {
+		unlock, err := locks.Wait(ctx, "update\x00"+key, updateLockTTL, deadline, c.observe)
+		if errors.Is(err, mongoconn.ErrLockWait) {
 			return fmt.Errorf("mongodb storage: updating %q: the update lock is still held after %s", key, updateWait)
 		}
+		if err != nil && err == ctx.Err() { // Wait's pause gave up, not the server
+			return err
+		}
+		if err != nil {
+			return c.health.Observe(fmt.Errorf("mongodb lock: %w", err))
+		}
+		err = c.updateOnce(ctx, key, fn, comp)
+		unlock()
+		if !errors.Is(err, errConflict) {
+			return c.health.Observe(err)
+		}
+		c.health.Observe(nil)
+		if conflicts++; conflicts == maxUpdateTries {
+			return fmt.Errorf("mongodb storage: updating %q: still contended after %d tries", key, maxUpdateTries)
+		}
 		// a short random pause, so that contending writers spread out
-		t := time.NewTimer(time.Duration(rand.Int64N(int64(time.Millisecond) * int64(min(try+1, 8)))))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := mongoconn.Pause(ctx, conflicts); err != nil {
+			return err
 		}
 	}
 }
