@@ -1,17 +1,15 @@
 package file
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/caddycache/caddy-cache/storage"
+	"github.com/caddycache/caddy-cache/storage/storagetest"
 )
 
 // Update is atomic across processes sharing the directory: 40 concurrent
@@ -29,33 +27,7 @@ func TestUpdateAtomic(t *testing.T) {
 		<-d.ready
 		stores = append(stores, &File{dir: d, compression: storage.CompressionZstd})
 	}
-	const writers = 40
-	var wg sync.WaitGroup
-	for i := 0; i < writers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := stores[i%2].Update(bg, "idx", func(old *storage.Entry) *storage.Entry {
-				e := &storage.Entry{Kind: storage.KindVary, Header: map[string][]string{}, Expires: time.Now().Add(time.Minute)}
-				if old != nil {
-					e.Variants = slices.Clone(old.Variants)
-				}
-				e.Variants = append(e.Variants, fmt.Sprint(i))
-				return e
-			})
-			if err != nil {
-				t.Errorf("Update: %v", err)
-			}
-		}()
-	}
-	wg.Wait()
-	e, err := stores[0].Get(bg, "idx")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(e.Variants) != writers {
-		t.Fatalf("%d of %d concurrent additions kept", len(e.Variants), writers)
-	}
+	storagetest.UpdateAtomic(t, stores[0], stores[1])
 	if _, err := os.Stat(stores[0].dir.path("idx") + ".lock"); !os.IsNotExist(err) {
 		t.Fatalf("the lock file is left behind: %v", err)
 	}

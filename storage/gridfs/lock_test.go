@@ -1,9 +1,7 @@
 package gridfs
 
 import (
-	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +24,7 @@ func TestLocker(t *testing.T) {
 	if a.shared == b.shared {
 		t.Fatal("the two handles share one bucket state; want two")
 	}
-	testLocker(t, a, b)
+	storagetest.Locker(t, a, b)
 
 	// locks are not entries: List and Stats do not see them
 	if _, ok, err := a.Lock(bg, "https://example.com/held", time.Minute); err != nil || !ok {
@@ -61,91 +59,6 @@ func TestLocker(t *testing.T) {
 	}
 }
 
-// testLocker checks storage.Locker on two handles of one store.
-func testLocker(t *testing.T, a, b storage.Locker) {
-	t.Helper()
-	const name = "https://example.com/cold"
-
-	// concurrent Lock: exactly one wins
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		unlocks []func()
-		errs    []error
-	)
-	for i := 0; i < 8; i++ {
-		l := a
-		if i%2 == 1 {
-			l = b
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			unlock, ok, err := l.Lock(bg, name, time.Minute)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err)
-			}
-			if ok {
-				unlocks = append(unlocks, unlock)
-			}
-		}()
-	}
-	wg.Wait()
-	if len(errs) > 0 || len(unlocks) != 1 {
-		t.Fatalf("8 concurrent Locks: %d ok, errors %v; want exactly 1 ok", len(unlocks), errs)
-	}
-	for _, l := range []storage.Locker{a, b} {
-		if held, err := l.Locked(bg, name); err != nil || !held {
-			t.Fatalf("Locked = %v, %v; want true", held, err)
-		}
-	}
-	if held, err := b.Locked(bg, name+"/other"); err != nil || held {
-		t.Fatalf("Locked(other) = %v, %v; want false", held, err)
-	}
-
-	// unlock: the other takes it
-	unlocks[0]()
-	if held, err := b.Locked(bg, name); err != nil || held {
-		t.Fatalf("after unlock, Locked = %v, %v; want false", held, err)
-	}
-	unlockB, ok, err := b.Lock(bg, name, time.Minute)
-	if err != nil || !ok {
-		t.Fatalf("Lock after unlock: ok=%v err=%v", ok, err)
-	}
-	unlockB()
-
-	// an expired lock can be taken, and the stale holder's unlock does not
-	// remove the new holder's lock
-	stale, ok, err := a.Lock(bg, name, 500*time.Millisecond)
-	if err != nil || !ok {
-		t.Fatalf("Lock: ok=%v err=%v", ok, err)
-	}
-	if _, ok, _ := b.Lock(bg, name, time.Minute); ok {
-		t.Fatal("Lock succeeded on a held lock")
-	}
-	time.Sleep(600 * time.Millisecond)
-	if held, err := b.Locked(bg, name); err != nil || held {
-		t.Fatalf("expired: Locked = %v, %v; want false", held, err)
-	}
-	fresh, ok, err := b.Lock(bg, name, time.Minute)
-	if err != nil || !ok {
-		t.Fatalf("Lock on an expired lock: ok=%v err=%v", ok, err)
-	}
-	stale()
-	if held, err := a.Locked(bg, name); err != nil || !held {
-		t.Fatalf("after the stale holder's unlock, Locked = %v, %v; want true", held, err)
-	}
-	if _, ok, _ := a.Lock(bg, name, time.Minute); ok {
-		t.Fatal("Lock succeeded after a stale unlock")
-	}
-	fresh()
-	if held, err := a.Locked(bg, name); err != nil || held {
-		t.Fatalf("after unlock, Locked = %v, %v; want false", held, err)
-	}
-}
-
 // Update is atomic across clients: 40 concurrent read-modify-writes of one
 // entry, from two modules with clients of their own (as two Caddy instances
 // have), lose none of the values they add.
@@ -159,61 +72,7 @@ func TestUpdateAtomic(t *testing.T) {
 	if a.shared == b.shared || a.shared.client == b.shared.client {
 		t.Fatal("the two modules share one client; want two, as two processes have")
 	}
-	const writers = 40
-	var wg sync.WaitGroup
-	for i := 0; i < writers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			st := a
-			if i%2 == 1 {
-				st = b
-			}
-			err := st.Update(bg, "idx", func(old *storage.Entry) *storage.Entry {
-				e := &storage.Entry{Kind: storage.KindVary, Expires: time.Now().Add(time.Minute)}
-				if old != nil {
-					e.Variants = slices.Clone(old.Variants)
-				}
-				e.Variants = append(e.Variants, fmt.Sprint(i))
-				return e
-			})
-			if err != nil {
-				t.Errorf("Update: %v", err)
-			}
-		}()
-	}
-	wg.Wait()
-	e, err := a.Get(bg, "idx")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(e.Variants) != writers {
-		t.Fatalf("%d of %d concurrent additions kept: %v", len(e.Variants), writers, e.Variants)
-	}
-
-	// the entry fn sees is the stored one; nil from fn stores nothing
-	if err := b.Put(bg, "idx", &storage.Entry{Kind: storage.KindVary, Variants: []string{"put"}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Update(bg, "idx", func(old *storage.Entry) *storage.Entry {
-		if old == nil || !slices.Equal(old.Variants, []string{"put"}) {
-			t.Errorf("old = %+v, want the Put's", old)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Update(bg, "absent", func(old *storage.Entry) *storage.Entry {
-		if old != nil {
-			t.Errorf("old = %+v, want nil", old)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Get(bg, "absent"); err != storage.ErrNotFound {
-		t.Fatalf("Get after a nil update: %v", err)
-	}
+	storagetest.UpdateAtomic(t, a, b)
 
 	// an undecodable entry is nil to fn, and replaced
 	if err := a.Put(bg, "bad", storagetest.Entry("bad", 10)); err != nil {

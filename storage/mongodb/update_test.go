@@ -1,17 +1,14 @@
 package mongodb
 
 import (
-	"fmt"
-	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddycache/caddy-cache/internal/testservers"
-	"github.com/caddycache/caddy-cache/storage"
 	"github.com/caddycache/caddy-cache/storage/internal/mongoconn"
+	"github.com/caddycache/caddy-cache/storage/storagetest"
 )
 
 // Update is atomic across clients: 40 concurrent read-modify-writes of one
@@ -27,54 +24,5 @@ func TestUpdateAtomic(t *testing.T) {
 	if a.shared == b.shared || a.shared.client == b.shared.client {
 		t.Fatal("the two modules share one client; want two, as two processes have")
 	}
-	const writers = 40
-	var wg sync.WaitGroup
-	for i := 0; i < writers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			st := a
-			if i%2 == 1 {
-				st = b
-			}
-			err := st.Update(bg, "idx", func(old *storage.Entry) *storage.Entry {
-				e := &storage.Entry{Kind: storage.KindVary, Expires: time.Now().Add(time.Minute)}
-				if old != nil {
-					e.Variants = slices.Clone(old.Variants)
-				}
-				e.Variants = append(e.Variants, fmt.Sprint(i))
-				return e
-			})
-			if err != nil {
-				t.Errorf("Update: %v", err)
-			}
-		}()
-	}
-	wg.Wait()
-	e, err := a.Get(bg, "idx")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(e.Variants) != writers {
-		t.Fatalf("%d of %d concurrent additions kept: %v", len(e.Variants), writers, e.Variants)
-	}
-
-	// a plain Put in between is seen; nil from fn stores nothing
-	if err := b.Put(bg, "idx", &storage.Entry{Kind: storage.KindVary, Variants: []string{"put"}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Update(bg, "idx", func(old *storage.Entry) *storage.Entry {
-		if old == nil || !slices.Equal(old.Variants, []string{"put"}) {
-			t.Errorf("old = %+v, want the Put's", old)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Update(bg, "absent", func(old *storage.Entry) *storage.Entry { return nil }); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Get(bg, "absent"); err != storage.ErrNotFound {
-		t.Fatalf("Get after a nil update: %v", err)
-	}
+	storagetest.UpdateAtomic(t, a, b)
 }
