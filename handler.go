@@ -234,14 +234,8 @@ func (x *exchange) serve() error {
 				}
 			}
 		} else if f.wait(x.r.Context(), time.Duration(h.LockTimeout), variantOf) {
-			ctx, cancel := h.storageContext(x.r.Context())
-			x.lookup(ctx)
-			cancel()
-			if e := x.stored; e != nil {
-				if use, _, age := h.reuse(e, x.reqCC, h.now()); use == policy.UseFresh {
-					return x.serveStored(e, age, statusHit, "")
-				}
-				x.useStale(e)
+			if served, err := x.serveIfStored(); served {
+				return err
 			}
 		}
 	}

@@ -212,71 +212,25 @@ func TestMultiInstancePurgeDynamoDB(t *testing.T) {
 // 25 concurrent clients on each of two instances.
 func TestMultiInstanceCoalescingRedis(t *testing.T) {
 	rds := testservers.Redis(t)
-	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) {
-		time.Sleep(300 * time.Millisecond) // a slow origin: the misses overlap
-		if strings.HasPrefix(r.URL.Path, "/private") {
-			w.Header().Set("Cache-Control", "private, max-age=60")
-			fmt.Fprintf(w, "for %s", r.Header.Get("Cookie"))
-			return
-		}
-		w.Header().Set("Cache-Control", "public, max-age=60")
-		fmt.Fprintf(w, "%s #%d", r.URL.Path, n)
-	})
-	c := startInstances(t, 2, fmt.Sprintf("storage redis %s {\n\t\t\tnamespace %s\n\t\t}", rds.URI, t.Name()), o.addr())
-	const perInstance = 25
-	startedAt := time.Now()
-	var wg sync.WaitGroup
-	bodies := make(chan string, 2*perInstance)
-	for i := 0; i < 2*perInstance; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			bodies <- c.get(i%2, "/cold").body
-		}()
-	}
-	wg.Wait()
-	close(bodies)
-	for b := range bodies {
-		if b != "/cold #1" {
-			t.Fatalf("a client got %q, want the one fetch's body", b)
-		}
-	}
-	o.wantHits(t, 1)
-
-	// private responses under the same load: never handed to another client
-	t.Logf("cold phase done after %v", time.Since(startedAt))
-	before := o.hits.Load()
-	type got struct{ cookie, body string }
-	res := make(chan got, 2*perInstance)
-	for i := 0; i < 2*perInstance; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cookie := fmt.Sprintf("user=%d", i)
-			r := do(t, http.MethodGet, fmt.Sprintf("http://%s:%d/private", c.binds[i%2], c.port), "Host", clusterHost, "Cookie", cookie)
-			res <- got{cookie, r.body}
-		}()
-	}
-	wg.Wait()
-	close(res)
-	for g := range res {
-		if g.body != "for "+g.cookie {
-			t.Fatalf("client with %s got %q", g.cookie, g.body)
-		}
-	}
-	t.Logf("cold URL: 50 clients on 2 instances, 1 origin fetch; private URL: %d fetches for 50 clients, 0 shared", o.hits.Load()-before)
+	testCoalescingAcrossInstances(t, fmt.Sprintf("storage redis %s {\n\t\t\tnamespace %s\n\t\t}", rds.URI, t.Name()))
 }
 
 // Variants of one URL added by two instances at the same moment are all
 // kept in its Vary index (an atomic update on Redis).
 func TestMultiInstanceVaryIndexRedis(t *testing.T) {
 	rds := testservers.Redis(t)
+	testVaryIndexAcrossInstances(t, fmt.Sprintf("storage redis %s {\n\t\t\tnamespace %s\n\t\t}", rds.URI, t.Name()))
+}
+
+// testVaryIndexAcrossInstances has two instances add 40 variants of one
+// URL at once; every variant is then a hit through the other instance.
+func testVaryIndexAcrossInstances(t *testing.T, storage string) {
 	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		w.Header().Set("Cache-Control", "public, max-age=600")
 		w.Header().Set("Vary", "X-Variant")
 		fmt.Fprintf(w, "variant %s", r.Header.Get("X-Variant"))
 	})
-	c := startInstances(t, 2, fmt.Sprintf("storage redis %s {\n\t\t\tnamespace %s\n\t\t}", rds.URI, t.Name()), o.addr())
+	c := startInstances(t, 2, storage, o.addr())
 	const variants = 40
 	var wg sync.WaitGroup
 	for i := 0; i < variants; i++ {
