@@ -753,22 +753,9 @@ func (x *exchange) newEntry(status int, hdr http.Header, now time.Time) (*storag
 	respCC := h.directives(hdr)
 	u, host := h.requestURL(x.r)
 	lifetime, forced, noStore := h.lifetime(x.r.Header, status, hdr, respCC, now, host, pathOfURL(u))
-	if noStore {
-		return nil, "ttl rule no-store"
-	}
-	checkCC := respCC
-	if h.ignoreCC {
-		checkCC = policy.Directives{NoStore: respCC.NoStore, Private: respCC.Private}
-	}
-	if ok, why := policy.Storable(x.r.Header, x.reqCC, status, hdr, checkCC, h.storeRules(forced)); !ok {
+	names, why := x.storableVary(status, hdr, respCC, forced, noStore, h.rewrittenTarget(x.r) != "")
+	if why != "" {
 		return nil, why
-	}
-	names, star := policy.VaryNames(hdr)
-	if star {
-		return nil, "Vary: *"
-	}
-	if h.rewrittenTarget(x.r) != "" {
-		names = append(names, rewriteField)
 	}
 	initialAge := policy.InitialAge(hdr, x.requestTime, now)
 	keep := policy.KeepFor(hdr, respCC, h.defaults(), DefaultRevalidateKeep)
@@ -1044,27 +1031,37 @@ func (x *exchange) freshen(c *capture) error {
 // notReusable says why the header a 304 produced makes the stored response
 // one a shared cache must not reuse any more, or "".
 func (h *Handler) notReusable(x *exchange, old *storage.Entry, merged http.Header, respCC policy.Directives, forced, ruleNoStore bool) string {
+	n := len(old.Vary)
+	names, why := x.storableVary(old.Status, merged, respCC, forced, ruleNoStore, n > 0 && old.Vary[n-1] == rewriteField)
+	if why == "" && !slices.Equal(names, old.Vary) {
+		why = "Vary changed"
+	}
+	return why
+}
+
+// storableVary decides whether a response (a new one, or a stored one as a
+// 304 updated it) may be stored for the request, and returns its selecting
+// names (rewriteField last when rewritten) or why not.
+func (x *exchange) storableVary(status int, hdr http.Header, respCC policy.Directives, forced, ruleNoStore, rewritten bool) ([]string, string) {
+	h := x.h
 	if ruleNoStore {
-		return "ttl rule no-store"
+		return nil, "ttl rule no-store"
 	}
 	checkCC := respCC
 	if h.ignoreCC {
 		checkCC = policy.Directives{NoStore: respCC.NoStore, Private: respCC.Private}
 	}
-	if ok, why := policy.Storable(x.r.Header, x.reqCC, old.Status, merged, checkCC, h.storeRules(forced)); !ok {
-		return why
+	if ok, why := policy.Storable(x.r.Header, x.reqCC, status, hdr, checkCC, h.storeRules(forced)); !ok {
+		return nil, why
 	}
-	names, star := policy.VaryNames(merged)
+	names, star := policy.VaryNames(hdr)
 	if star {
-		return "Vary: *"
+		return nil, "Vary: *"
 	}
-	if n := len(old.Vary); n > 0 && old.Vary[n-1] == rewriteField {
+	if rewritten {
 		names = append(names, rewriteField)
 	}
-	if !slices.Equal(names, old.Vary) {
-		return "Vary changed"
-	}
-	return ""
+	return names, ""
 }
 
 // staleIfErrorOK reports whether x.stale may replace an origin error.
