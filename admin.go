@@ -59,6 +59,8 @@ func init() {
 //	GET  /cache/stats
 //	     {"handlers": [{"handler", "backend", "entries", "bytes", "evictions",
 //	     "hits", "stale", "revalidated", "misses", "bypass", "errors", "hit_ratio"}]}
+//	GET  /cache/snapshot, POST /cache/snapshot
+//	     export and import a handler's entries (see snapshot.go)
 type AdminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -71,7 +73,10 @@ func (AdminAPI) CaddyModule() caddy.ModuleInfo {
 
 // Routes returns the /cache/ route.
 func (a *AdminAPI) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{{Pattern: "/cache/", Handler: caddy.AdminHandlerFunc(a.serve)}}
+	return []caddy.AdminRoute{
+		{Pattern: "/cache/", Handler: caddy.AdminHandlerFunc(a.serve)},
+		{Pattern: "/cache/snapshot", Handler: caddy.AdminHandlerFunc(a.snapshot)}, // snapshot.go
+	}
 }
 
 // Limits of the admin API.
