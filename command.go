@@ -19,7 +19,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "cache",
-		Usage: "<purge|list|inspect|explain|stats|expired> [args] [--address <interface>]",
+		Usage: "<purge|list|inspect|explain|stats|expired|export|import> [args] [--address <interface>]",
 		Short: "Inspects and purges the HTTP cache of a running Caddy",
 		Long: `
 Talks to the cache routes (/cache/) of the running Caddy's admin endpoint.
@@ -30,6 +30,8 @@ Talks to the cache routes (/cache/) of the running Caddy's admin endpoint.
   caddy cache explain <url> [-H 'Name: Value']... [--method <method>]
   caddy cache stats
   caddy cache expired [--stale] [--dry-run]
+  caddy cache export [--prefix <url-prefix>] [--host <host>] [--tag <tag>] > cache.snap
+  caddy cache import < cache.snap
 
 --handler <name> addresses one cache handler (default: all of them); --json
 prints the API's answer as it is.
@@ -108,6 +110,7 @@ func setupCacheCommand(cmd *cobra.Command) {
 	expired.Flags().Bool("dry-run", false, "Only report what would be removed")
 
 	cmd.AddCommand(purge, list, inspect, explain, stats, expired)
+	cmd.AddCommand(snapshotCommands()...) // snapshot_cmd.go
 }
 
 // adminCall sends one request to the cache admin API and returns the body.
