@@ -41,11 +41,22 @@ func snapOrigin(t *testing.T) *origin {
 }
 
 const (
-	snapPlain    = 300
-	snapVaried   = 20
-	snapEntries  = snapPlain + 3*snapVaried // each varied URL: two variants and its index
 	snapLangs    = "en de"
 	snapCacheOpt = "storage_timeout 5s"
+)
+
+// snapSet is how many URLs a snapshot test stores: plain ones, and ones
+// varying on Accept-Language (two variants each).
+type snapSet struct{ plain, varied int }
+
+// entries is how many entries the set stores: each varied URL has two
+// variants and its Vary index.
+func (s snapSet) entries() int { return s.plain + 3*s.varied }
+
+// The usual set, and a smaller one for the slower stores (FerretDB).
+var (
+	snapFull  = snapSet{300, 20}
+	snapSmall = snapSet{60, 5}
 )
 
 // snapNode is a Caddy process with one cache handler named name.
@@ -53,14 +64,15 @@ type snapNode struct {
 	proc  *caddyProcess
 	admin string
 	site  string
+	snapSet
 }
 
-func startSnapNode(t *testing.T, name, storage string, port int, o *origin) *snapNode {
+func startSnapNode(t *testing.T, name, storage string, port int, o *origin, set snapSet) *snapNode {
 	t.Helper()
 	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cfg := instancesCaddyfile("127.0.0.1", admin, port, fmt.Sprintf("name %s\n\t\t%s\n\t\t%s", name, storage, snapCacheOpt), o.addr())
 	p := startCaddyProcess(t, cfg, t.TempDir(), fmt.Sprintf("127.0.0.1:%d", port))
-	return &snapNode{proc: p, admin: admin, site: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	return &snapNode{proc: p, admin: admin, site: fmt.Sprintf("http://127.0.0.1:%d", port), snapSet: set}
 }
 
 // fill requests every snapshot URL once and returns the bodies served,
@@ -68,11 +80,11 @@ func startSnapNode(t *testing.T, name, storage string, port int, o *origin) *sna
 func (n *snapNode) fill(t *testing.T) map[string]string {
 	t.Helper()
 	bodies := map[string]string{}
-	for i := 0; i < snapPlain; i++ {
+	for i := 0; i < n.plain; i++ {
 		p := fmt.Sprintf("/p/%d", i)
 		bodies[p] = do(t, http.MethodGet, n.site+p).body
 	}
-	for i := 0; i < snapVaried; i++ {
+	for i := 0; i < n.varied; i++ {
 		for _, lang := range strings.Fields(snapLangs) {
 			p := fmt.Sprintf("/v/%d", i)
 			bodies[p+" "+lang] = do(t, http.MethodGet, n.site+p, "Accept-Language", lang).body
@@ -83,11 +95,11 @@ func (n *snapNode) fill(t *testing.T) map[string]string {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		got := n.count(t)
-		if got == snapEntries {
+		if got == n.entries() {
 			return bodies
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the store holds %d entries, want %d", got, snapEntries)
+			t.Fatalf("the store holds %d entries, want %d", got, n.entries())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -132,7 +144,7 @@ func (n *snapNode) export(t *testing.T, handler string) string {
 	}
 	defer f.Close()
 	msg, err := n.cacheCLI(t, nil, f, "export", "--handler", handler)
-	if err != nil || !strings.Contains(msg, fmt.Sprintf("exported %d entries", snapEntries)) {
+	if err != nil || !strings.Contains(msg, fmt.Sprintf("exported %d entries", n.entries())) {
 		t.Fatalf("caddy cache export: %v\n%s", err, msg)
 	}
 	return path
@@ -157,7 +169,7 @@ func (n *snapNode) importFile(t *testing.T, handler, path string) string {
 // the source served.
 func (n *snapNode) wantAllHits(t *testing.T, bodies map[string]string) {
 	t.Helper()
-	for i := 0; i < snapPlain; i++ {
+	for i := 0; i < n.plain; i++ {
 		p := fmt.Sprintf("/p/%d", i)
 		r := do(t, http.MethodGet, n.site+p)
 		wantCacheStatus(t, r, "hit")
@@ -165,7 +177,7 @@ func (n *snapNode) wantAllHits(t *testing.T, bodies map[string]string) {
 			t.Fatalf("%s: body %q, the source served %q", p, r.body, bodies[p])
 		}
 	}
-	for i := 0; i < snapVaried; i++ {
+	for i := 0; i < n.varied; i++ {
 		for _, lang := range strings.Fields(snapLangs) {
 			p := fmt.Sprintf("/v/%d", i)
 			r := do(t, http.MethodGet, n.site+p, "Accept-Language", lang)
@@ -192,8 +204,8 @@ func (n *snapNode) wantTagPurge(t *testing.T, handler string) {
 	}
 	_ = json.NewDecoder(resp.Body).Decode(&ans)
 	resp.Body.Close()
-	if ans.Removed != snapPlain/3 {
-		t.Fatalf("purge by tag after import removed %d, want %d", ans.Removed, snapPlain/3)
+	if ans.Removed != n.plain/3 {
+		t.Fatalf("purge by tag after import removed %d, want %d", ans.Removed, n.plain/3)
 	}
 	wantCacheStatus(t, do(t, http.MethodGet, n.site+"/p/0"), "miss")
 	wantCacheStatus(t, do(t, http.MethodGet, n.site+"/p/1"), "hit")
@@ -222,22 +234,30 @@ func serverFor(t *testing.T, backend string) *testservers.Server {
 }
 
 func TestSnapshotAcrossBackends(t *testing.T) {
-	for _, tc := range []struct{ from, to string }{
-		{"sqlite", "redis"},
-		{"memory", "file"},
-		{"redis", "dynamodb"},
+	for _, tc := range []struct {
+		from, to string
+		set      snapSet
+	}{
+		{"sqlite", "redis", snapFull},
+		{"memory", "file", snapFull},
+		{"redis", "dynamodb", snapFull},
+		// and every other backend, once as source and once as target
+		{"dynamodb", "mongodb", snapSmall},
+		{"mongodb", "gridfs", snapSmall},
+		{"gridfs", "sqlite", snapSmall},
+		{"file", "memory", snapFull},
 	} {
 		t.Run(tc.from+"_to_"+tc.to, func(t *testing.T) {
 			o := snapOrigin(t)
 			port := freePort(t)
-			src := startSnapNode(t, "old", storageOf(t, tc.from, serverFor(t, tc.from)), port, o)
+			src := startSnapNode(t, "old", storageOf(t, tc.from, serverFor(t, tc.from)), port, o, tc.set)
 			bodies := src.fill(t)
 			snap := src.export(t, "old")
 			src.proc.stop() // the new node takes over its port
 
-			dst := startSnapNode(t, "new", storageOf(t, tc.to, serverFor(t, tc.to)), port, o)
+			dst := startSnapNode(t, "new", storageOf(t, tc.to, serverFor(t, tc.to)), port, o, tc.set)
 			msg := dst.importFile(t, "new", snap)
-			if want := fmt.Sprintf("imported %d of %d entries into handler new (%s)", snapEntries, snapEntries, tc.to); !strings.Contains(msg, want) {
+			if want := fmt.Sprintf("imported %d of %d entries into handler new (%s)", tc.set.entries(), tc.set.entries(), tc.to); !strings.Contains(msg, want) {
 				t.Fatalf("import summary %q, want %q", msg, want)
 			}
 			fetched := o.hits.Load()
@@ -255,12 +275,12 @@ func TestSnapshotAcrossBackends(t *testing.T) {
 func TestSnapshotImportUnderLoad(t *testing.T) {
 	o := snapOrigin(t)
 	port := freePort(t)
-	src := startSnapNode(t, "old", "storage memory", port, o)
+	src := startSnapNode(t, "old", "storage memory", port, o, snapFull)
 	bodies := src.fill(t)
 	snap := src.export(t, "old")
 	src.proc.stop()
 
-	dst := startSnapNode(t, "new", storageOf(t, "sqlite", nil), port, o)
+	dst := startSnapNode(t, "new", storageOf(t, "sqlite", nil), port, o, snapFull)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var requests, failures atomic.Int64
@@ -307,7 +327,7 @@ func TestSnapshotImportUnderLoad(t *testing.T) {
 	if during == 0 {
 		t.Fatal("no request ran during the import")
 	}
-	if !strings.Contains(msg, fmt.Sprintf("imported %d of %d", snapEntries, snapEntries)) {
+	if !strings.Contains(msg, fmt.Sprintf("imported %d of %d", snapFull.entries(), snapFull.entries())) {
 		t.Fatalf("import summary %q", msg)
 	}
 	t.Logf("%d requests, %d of them during the import", requests.Load(), during)
