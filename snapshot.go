@@ -295,8 +295,8 @@ type importReport struct {
 	// export; SkippedNewer were not stored because the store held the
 	// same or a newer response for the key (or an entry of the other
 	// kind: a Vary index where the snapshot has a plain response, or the
-	// reverse); SkippedTooLarge exceed what the store holds (or their key
-	// is too long for this handler).
+	// reverse); SkippedTooLarge exceed max_entry_size or what the store
+	// holds, or their key is too long for this handler.
 	Imported        int64 `json:"imported"`
 	SkippedExpired  int64 `json:"skipped_expired"`
 	SkippedNewer    int64 `json:"skipped_newer"`
@@ -447,7 +447,7 @@ func (h *Handler) importEntry(ctx context.Context, key string, e *storage.Entry)
 		return outExpired, nil
 	}
 	key = h.scope + key
-	if len(key) > storage.MaxKeyLen {
+	if len(key) > storage.MaxKeyLen || int64(len(e.Body)) > h.MaxEntrySize {
 		return outTooLarge, nil
 	}
 	if e.Kind == storage.KindVary {

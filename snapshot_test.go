@@ -247,9 +247,10 @@ func snapEntry(u, body string, received time.Time, ttl time.Duration) *storage.E
 }
 
 // An import skips entries that expired since the export and never replaces
-// a newer stored response; an older stored one is replaced.
+// a newer stored response; an older stored one is replaced. Entries the
+// handler would not store for their size are skipped.
 func TestSnapshotImportSkipsExpiredAndNewer(t *testing.T) {
-	dst := opsEnv(t, ownStore("snapn-dst"), langOrigin)
+	dst := opsEnv(t, `{"name": "snapn-dst", "max_entry_size": 1000, "storage": {"backend": "memory", "name": "store-snapn-dst"}}`, langOrigin)
 	wantStatus(t, dst.get("/newer"), "stored")
 	wantStatus(t, dst.get("/older"), "stored")
 	now := time.Now()
@@ -259,19 +260,21 @@ func TestSnapshotImportSkipsExpiredAndNewer(t *testing.T) {
 		snapEntry(base+"/older", "from snapshot", now.Add(time.Minute), time.Hour),
 		snapEntry(base+"/expired", "from snapshot", now.Add(-2*time.Hour), time.Hour),
 		snapEntry(base+"/fresh", "from snapshot", now, time.Hour),
+		snapEntry(base+"/big", strings.Repeat("x", 1001), now, time.Hour),
 	)
 	addr := snapAdmin(t)
 	rep, status := importSnap(t, addr, "snapn-dst", snap)
-	if status != http.StatusOK || rep.Imported != 2 || rep.SkippedNewer != 1 || rep.SkippedExpired != 1 || !rep.Complete {
+	if status != http.StatusOK || rep.Imported != 2 || rep.SkippedNewer != 1 || rep.SkippedExpired != 1 || rep.SkippedTooLarge != 1 || !rep.Complete {
 		t.Fatalf("import: %d %+v", status, rep)
 	}
 	wantBody(t, dst.get("/newer"), "/newer  1")
 	wantBody(t, dst.get("/older"), "from snapshot")
 	wantBody(t, dst.get("/fresh"), "from snapshot")
 	wantStatus(t, dst.get("/expired"), "miss")
+	wantStatus(t, dst.get("/big"), "miss")
 	// importing the same snapshot again changes nothing
 	rep, _ = importSnap(t, addr, "snapn-dst", snap)
-	if rep.Imported != 0 || rep.SkippedNewer != 3 || rep.SkippedExpired != 1 {
+	if rep.Imported != 0 || rep.SkippedNewer != 3 || rep.SkippedExpired != 1 || rep.SkippedTooLarge != 1 {
 		t.Fatalf("second import: %+v", rep)
 	}
 }
