@@ -90,7 +90,7 @@ func TestSnapshotCommands(t *testing.T) {
 func TestSnapshotExportCommandIncomplete(t *testing.T) {
 	name := "snapci"
 	opsEnv(t, fmt.Sprintf(`{"name": %q, "memory": -1, "storage": {"backend": "snapgen", "n": 2000, "scope": %q, "fail_at": 1000}}`, name, scopeOf(name)), tagged)
-	out, _, err := runSnapCLI(t, snapAdmin(t), nil, "export")
+	out, _, err := runSnapCLI(t, snapAdmin(t), nil, "export", "--handler", name)
 	if err == nil || !strings.Contains(err.Error(), "export incomplete after 1000 entries") || !strings.Contains(err.Error(), errGenFailed.Error()) {
 		t.Fatalf("export: %v", err)
 	}
