@@ -2,6 +2,7 @@ package cache
 
 import (
 	"fmt"
+	"github.com/caddycache/caddy-cache/internal/caddyopt"
 	"net/http"
 	"net/textproto"
 	"strings"
@@ -223,13 +224,12 @@ func (h *Handler) parseSurrogateKeys(d *caddyfile.Dispenser) error {
 		}
 		return nil
 	}
-	seen := map[string]bool{}
+	once := make(caddyopt.Once)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
-		if seen[opt] {
-			return d.Errf("surrogate_keys %s specified more than once", opt)
+		if err := once.Check(d, "surrogate_keys"); err != nil {
+			return err
 		}
-		seen[opt] = true
 		switch opt {
 		case "headers":
 			s.Headers = d.RemainingArgs()
@@ -242,21 +242,13 @@ func (h *Handler) parseSurrogateKeys(d *caddyfile.Dispenser) error {
 				}
 			}
 		case "strip":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
+			v, err := caddyopt.Word(d, "on", "off")
+			if err != nil {
+				return err
 			}
-			switch v {
-			case "on":
-				s.Strip = new(bool)
-				*s.Strip = true
-			case "off":
-				s.Strip = new(bool)
-			default:
-				return d.Errf("surrogate_keys strip %q: want on or off", v)
-			}
+			s.Strip = new(v == "on")
 		default:
-			return unknownOption(d, "surrogate_keys", opt, surrogateKeysOptions)
+			return caddyopt.Unknown(d, "surrogate_keys", opt, surrogateKeysOptions)
 		}
 	}
 	return nil

@@ -70,8 +70,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 
+	"github.com/caddycache/caddy-cache/internal/caddyopt"
 	"github.com/caddycache/caddy-cache/storage"
-	"github.com/caddycache/caddy-cache/storage/internal/caddyopt"
 )
 
 func init() {
@@ -356,40 +356,41 @@ func (d *DynamoDB) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 			return disp.Errf("dynamodb storage: unexpected argument %q after the table", disp.Val())
 		}
 	}
-	seen := map[string]bool{}
+	once := make(caddyopt.Once)
+	if d.Table != "" {
+		once["table"] = struct{}{}
+	}
 	for disp.NextBlock(0) {
 		opt := disp.Val()
-		if seen[opt] {
-			return disp.Errf("%s specified more than once", opt)
+		if err := once.Check(disp, ""); err != nil {
+			return err
 		}
-		seen[opt] = true
 		var err error
 		switch opt {
 		case "table":
-			err = caddyopt.String(disp, &d.Table)
+			d.Table, err = caddyopt.String(disp)
 		case "namespace":
-			err = caddyopt.String(disp, &d.Namespace)
+			d.Namespace, err = caddyopt.String(disp)
 		case "region":
-			err = caddyopt.String(disp, &d.Region)
+			d.Region, err = caddyopt.String(disp)
 		case "endpoint":
-			if err = caddyopt.String(disp, &d.Endpoint); err == nil && !strings.Contains(d.Endpoint, "{") {
+			if d.Endpoint, err = caddyopt.String(disp); err == nil && !strings.Contains(d.Endpoint, "{") {
 				if e := checkEndpoint(d.Endpoint); e != nil {
 					err = disp.Errf("endpoint %q: %v", d.Endpoint, e)
 				}
 			}
 		case "create_table":
-			var b *bool
-			if err = caddyopt.Bool(disp, &b); err == nil {
-				d.CreateTable = *b
-			}
+			d.CreateTable, err = caddyopt.Bool(disp)
 		case "access_key_id":
-			err = caddyopt.String(disp, &d.AccessKeyID)
+			d.AccessKeyID, err = caddyopt.String(disp)
 		case "secret_access_key":
-			err = caddyopt.String(disp, &d.SecretAccessKey)
+			d.SecretAccessKey, err = caddyopt.String(disp)
 		case "consistent_reads":
-			err = caddyopt.Bool(disp, &d.ConsistentReads)
+			var b bool
+			b, err = caddyopt.Bool(disp)
+			d.ConsistentReads = &b
 		case "compression":
-			if err = caddyopt.String(disp, &d.Compression); err == nil {
+			if d.Compression, err = caddyopt.String(disp); err == nil {
 				if _, e := storage.ParseCompression(d.Compression); e != nil {
 					err = disp.Errf("compression: %v", e)
 				}

@@ -37,8 +37,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 
+	"github.com/caddycache/caddy-cache/internal/caddyopt"
 	"github.com/caddycache/caddy-cache/storage"
-	"github.com/caddycache/caddy-cache/storage/internal/caddyopt"
 	"github.com/caddycache/caddy-cache/storage/internal/mongoconn"
 )
 
@@ -205,7 +205,8 @@ func (g *GridFS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if opt != "bucket" {
 			return false, nil
 		}
-		if err := caddyopt.String(d, &g.Bucket); err != nil {
+		var err error
+		if g.Bucket, err = caddyopt.String(d); err != nil {
 			return true, err
 		}
 		if err := mongoconn.CheckCollectionName(g.Bucket); err != nil {

@@ -38,8 +38,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 
+	"github.com/caddycache/caddy-cache/internal/caddyopt"
 	"github.com/caddycache/caddy-cache/storage"
-	"github.com/caddycache/caddy-cache/storage/internal/caddyopt"
 	"github.com/caddycache/caddy-cache/storage/internal/mongoconn"
 )
 
@@ -189,7 +189,8 @@ func (m *MongoDB) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if opt != "collection" {
 			return false, nil
 		}
-		if err := caddyopt.String(d, &m.Collection); err != nil {
+		var err error
+		if m.Collection, err = caddyopt.String(d); err != nil {
 			return true, err
 		}
 		if err := mongoconn.CheckCollectionName(m.Collection); err != nil {
