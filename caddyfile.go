@@ -2,19 +2,20 @@ package cache
 
 import (
 	"fmt"
-	"github.com/caddycache/caddy-cache/internal/caddyopt"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/dustin/go-humanize"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/dustin/go-humanize"
 
+	"github.com/caddycache/caddy-cache/internal/caddyopt"
 	"github.com/caddycache/caddy-cache/internal/suggest"
 )
 
@@ -170,10 +171,12 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // the cache block and its sub-blocks, for typo hints
 // (TestCaddyfileOptionsKnown keeps them in step with the parser).
 var (
-	cacheOptions = []string{"storage", "memory", "ttl", "cache_control", "request_cache_control",
+	cacheOptions = []string{
+		"storage", "memory", "ttl", "cache_control", "request_cache_control",
 		"methods", "status", "key", "max_entry_size", "max_variants", "lock_timeout", "storage_timeout", "invalidation_interval",
 		"status_header", "store_set_cookie", "stale_while_revalidate", "stale_if_error",
-		"targeted_fields", "forward_targeted", "name", "surrogate_keys", "purge"}
+		"targeted_fields", "forward_targeted", "name", "surrogate_keys", "purge",
+	}
 	keyOptions           = []string{"ignore_query", "headers", "cookies", "template"}
 	surrogateKeysOptions = []string{"headers", "strip"}
 )
@@ -229,8 +232,9 @@ func (h *Handler) parseStorage(d *caddyfile.Dispenser) error {
 // storageBackends returns the names of the registered storage modules,
 // sorted.
 func storageBackends() []string {
-	var names []string
-	for _, m := range caddy.GetModules("http.handlers.cache.storage") {
+	mods := caddy.GetModules("http.handlers.cache.storage")
+	names := make([]string, 0, len(mods))
+	for _, m := range mods {
 		names = append(names, m.ID.Name())
 	}
 	slices.Sort(names)

@@ -2,14 +2,16 @@ package cache
 
 import (
 	"fmt"
-	"github.com/caddycache/caddy-cache/internal/caddyopt"
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddycache/caddy-cache/internal/caddyopt"
 )
 
 // Surrogate keys (tags) let an origin label responses so that they can be
@@ -141,12 +143,7 @@ func (h *Handler) afterDecide(key string, hdr http.Header, stored bool, detail s
 }
 
 func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(list, s)
 }
 
 // noteCacheSize bounds the "not stored" reasons remembered per handler.
@@ -188,9 +185,7 @@ func (c *noteCache) note(key, reason string, now time.Time) {
 
 func (c *noteCache) forget(key string) {
 	c.mu.Lock()
-	if _, ok := c.notes[key]; ok {
-		delete(c.notes, key)
-	}
+	delete(c.notes, key)
 	c.mu.Unlock()
 }
 

@@ -35,7 +35,6 @@ func TestOnOff(t *testing.T) {
 		{in: "fsync false", want: false},
 		{in: "fsync 1", wantErr: `fsync "1": want on or off`},
 		{in: "fsync on off", wantErr: "fsync takes at most one argument"},
-
 	} {
 		var v *bool
 		err := parse(t, tc.in, func(d *caddyfile.Dispenser) error {

@@ -66,9 +66,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"go.uber.org/zap"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"go.uber.org/zap"
 
 	"github.com/caddycache/caddy-cache/internal/caddyopt"
 	"github.com/caddycache/caddy-cache/storage"
@@ -279,7 +280,7 @@ func (d *DynamoDB) LogsHealth() bool { return true }
 // Get implements storage.Store.
 func (d *DynamoDB) Get(ctx context.Context, key string) (*storage.Entry, error) {
 	e, err := d.get(ctx, key)
-	d.observe(err)
+	_ = d.observe(err)
 	return e, err
 }
 
@@ -299,8 +300,7 @@ func (d *DynamoDB) Delete(ctx context.Context, key string) error {
 // attribute, never bodies or parts.
 func (d *DynamoDB) List(ctx context.Context, prefix string, fn func(string, *storage.Entry) error) error {
 	err := d.list(ctx, prefix, fn)
-	var cb cbError
-	if errors.As(err, &cb) {
+	if cb, ok := errors.AsType[cbError](err); ok {
 		return cb.err
 	}
 	return d.observe(err)
@@ -311,7 +311,7 @@ func (d *DynamoDB) List(ctx context.Context, prefix string, fn func(string, *sto
 // less than a second ago may still be counted; Evictions is always 0.
 func (d *DynamoDB) Stats(ctx context.Context) (storage.Stats, error) {
 	s, err := d.stats(ctx)
-	d.observe(err)
+	_ = d.observe(err)
 	return s, err
 }
 
@@ -322,7 +322,7 @@ func (d *DynamoDB) Stats(ctx context.Context) (storage.Stats, error) {
 // condition, so an entry replaced meanwhile stays.
 func (d *DynamoDB) DeleteExpired(ctx context.Context) (int64, error) {
 	n, err := d.deleteExpired(ctx)
-	d.observe(err)
+	_ = d.observe(err)
 	return n, err
 }
 
@@ -412,8 +412,10 @@ func (d *DynamoDB) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 }
 
 // options are the block's option names, for typo hints.
-var options = []string{"table", "namespace", "region", "endpoint", "create_table", "access_key_id",
-	"secret_access_key", "consistent_reads", "compression"}
+var options = []string{
+	"table", "namespace", "region", "endpoint", "create_table", "access_key_id",
+	"secret_access_key", "consistent_reads", "compression",
+}
 
 // Interface guards.
 var (

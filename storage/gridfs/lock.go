@@ -23,12 +23,12 @@ const (
 )
 
 // observe records the outcome of a lock release.
-func (b *bucket) observe(err error) { b.health.Observe(err) }
+func (b *bucket) observe(err error) { _ = b.health.Observe(err) }
 
 // Lock implements storage.Locker with a unique insert.
 func (g *GridFS) Lock(ctx context.Context, name string, ttl time.Duration) (func(), bool, error) {
 	unlock, ok, err := g.shared.lock(ctx, name, ttl)
-	g.shared.health.Observe(err)
+	_ = g.shared.health.Observe(err)
 	return unlock, ok, err
 }
 
@@ -47,7 +47,7 @@ func (b *bucket) lock(ctx context.Context, name string, ttl time.Duration) (func
 // Locked implements storage.Locker.
 func (g *GridFS) Locked(ctx context.Context, name string) (bool, error) {
 	held, err := g.shared.locked(ctx, name)
-	g.shared.health.Observe(err)
+	_ = g.shared.health.Observe(err)
 	return held, err
 }
 

@@ -11,9 +11,11 @@ import (
 
 // options and tlsOptions are the block's option names, for typo hints.
 var (
-	options = []string{"url", "addresses", "username", "password", "db", "tls", "sentinel_master",
+	options = []string{
+		"url", "addresses", "username", "password", "db", "tls", "sentinel_master",
 		"sentinel_password", "cluster", "namespace", "pool_size", "min_idle_conns", "dial_timeout",
-		"read_timeout", "write_timeout", "stale_grace", "max_entry_size", "compression"}
+		"read_timeout", "write_timeout", "stale_grace", "max_entry_size", "compression",
+	}
 	tlsOptions = []string{"insecure_skip_verify", "server_name", "ca_file"}
 )
 

@@ -661,9 +661,7 @@ func (s *suite) concurrent(t *testing.T) {
 	keyOf := func(id string) string { return "concurrent/" + id[:1] }
 	var wg sync.WaitGroup
 	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := range ops {
 				k := (w + i) % nkeys
 				key := fmt.Sprintf("concurrent/%d", k)
@@ -691,7 +689,7 @@ func (s *suite) concurrent(t *testing.T) {
 					}
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	for k := range nkeys {
@@ -1031,9 +1029,7 @@ func Concurrent(t *testing.T, stores []storage.Store, workers, ops int) {
 	}
 	for w := range workers {
 		st := stores[w%len(stores)]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := range ops {
 				key := fmt.Sprintf("load/%d", (w*7+i)%nkeys)
 				var err error
@@ -1073,7 +1069,7 @@ func Concurrent(t *testing.T, stores []storage.Store, workers, ops int) {
 					fail("worker %d op %d on %q: %v", w, i, key, err)
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if failed > 0 {

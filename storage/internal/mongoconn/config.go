@@ -2,12 +2,14 @@ package mongoconn
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"go.uber.org/zap"
 
 	"github.com/caddycache/caddy-cache/internal/caddyopt"
 	"github.com/caddycache/caddy-cache/storage"
@@ -180,7 +182,7 @@ func ParseCaddyfile(d *caddyfile.Dispenser, c *Config, backend string, ownOption
 		default:
 			var known bool
 			if known, err = own(opt); !known {
-				err = caddyopt.Unknown(d, backend+" storage", opt, append(Options[:len(Options):len(Options)], ownOptions...))
+				err = caddyopt.Unknown(d, backend+" storage", opt, append(slices.Clip(Options), ownOptions...))
 			}
 		}
 		if err != nil {
