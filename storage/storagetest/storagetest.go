@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -604,6 +605,13 @@ func (s *suite) corrupt(t *testing.T) {
 		{"truncated encoding", valid[:len(valid)/2]},
 		{"encoding missing its last byte", valid[:len(valid)-1]},
 		{"encoding with one flipped bit", flipped},
+	}
+	bombs := InflationBombs(t, 16<<20)
+	for _, name := range slices.Sorted(maps.Keys(bombs)) {
+		cases = append(cases, struct {
+			name string
+			raw  []byte
+		}{"zstd " + name, bombs[name]})
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
