@@ -596,7 +596,7 @@ func (s *suite) corrupt(t *testing.T) {
 	valid := storage.Encode(Entry("corrupt", 2000), storage.CompressionOff)
 	flipped := bytes.Clone(valid)
 	flipped[len(flipped)/2] ^= 0x40
-	cases := []struct {
+	cases := []struct { //nolint:prealloc // a literal table, extended by the bombs below
 		name string
 		raw  []byte
 	}{
