@@ -17,9 +17,13 @@ import (
 const (
 	// updateLockTTL is how long an Update holds the key's update lock at
 	// most (a holder that dies leaves it that long), and updateWait how
-	// long an Update waits for the lock.
+	// long an Update waits for the lock (the caller's context, the
+	// handler's storage_timeout, usually ends the wait first). GridFS
+	// updates take several round trips, so a burst of writers to one key
+	// (40 in storagetest.UpdateAtomic) needs more than 10 s on a loaded
+	// machine.
 	updateLockTTL = 5 * time.Second
-	updateWait    = 10 * time.Second
+	updateWait    = 30 * time.Second
 )
 
 // observe records the outcome of a lock release.
