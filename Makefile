@@ -1,7 +1,8 @@
 # The two commands a newcomer needs:
 #   make demo   Caddy with the cache in front of a small origin (Caddyfile.example)
-#   make test   every test: installs the test servers it needs, go vet, go test -race
-.PHONY: demo test deps vet bench fuzz
+#   make test   every test: installs the test servers and tools it needs, checks
+#               go.mod is tidy, runs go vet and golangci-lint, then go test -race
+.PHONY: demo test deps tidy vet lint bench fuzz
 
 GO ?= go
 
@@ -11,10 +12,19 @@ demo:
 deps:
 	bash scripts/test-deps.sh
 
+# go.mod and go.sum must be what go mod tidy writes.
+tidy:
+	$(GO) mod tidy -diff
+
 vet:
 	$(GO) vet ./...
 
-test: deps vet
+# .golangci.yml; the binary is the pinned version scripts/test-deps.sh builds.
+lint: deps
+	integration_test/servers/bin/golangci-lint run ./...
+	integration_test/servers/bin/golangci-lint fmt --diff ./...
+
+test: deps tidy vet lint
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 # Hit-path micro benchmarks and the load benchmark (see bench/README.md).

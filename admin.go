@@ -107,8 +107,7 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	err := a.route(w, r)
 	if err != nil {
 		status := http.StatusInternalServerError
-		var ae *apiError
-		if errors.As(err, &ae) {
+		if ae, ok := errors.AsType[*apiError](err); ok {
 			status = ae.status
 		}
 		writeJSON(w, status, map[string]string{"error": err.Error()})
@@ -275,7 +274,7 @@ func keyHeaders(key string) map[string]string {
 		return nil
 	}
 	out := map[string]string{}
-	for _, line := range strings.Split(key[i+1:], "\n") {
+	for line := range strings.SplitSeq(key[i+1:], "\n") {
 		name, val, _ := strings.Cut(line, ":")
 		out[name] = val
 	}
@@ -329,7 +328,7 @@ func storedKeys(k string) []string {
 
 func isLowerHex(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+		if c := s[i]; ('0' > c || c > '9') && ('a' > c || c > 'f') {
 			return false
 		}
 	}
@@ -338,11 +337,11 @@ func isLowerHex(s string) bool {
 
 // hostOfKey returns the host part of a key.
 func hostOfKey(key string) string {
-	i := strings.Index(key, "://")
-	if i < 0 {
+	_, after, ok := strings.Cut(key, "://")
+	if !ok {
 		return ""
 	}
-	rest := key[i+3:]
+	rest := after
 	if j := strings.IndexAny(rest, "/?\n\x00"); j >= 0 {
 		rest = rest[:j]
 	}

@@ -7,13 +7,15 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dustin/go-humanize"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/dustin/go-humanize"
 
+	"github.com/caddycache/caddy-cache/internal/caddyopt"
 	"github.com/caddycache/caddy-cache/internal/suggest"
 )
 
@@ -83,16 +85,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.Errf("unexpected argument %q: cache takes options in a block", d.Val())
 	}
-	seen := map[string]bool{}
+	once := make(caddyopt.Once)
 	var memoryTok caddyfile.Token // where memory was set, for the check after the block
 	for d.NextBlock(0) {
 		opt := d.Val()
-		if opt != "ttl" || d.CountRemainingArgs() == 1 {
-			key := opt
-			if seen[key] {
-				return d.Errf("%s specified more than once", opt)
+		if opt != "ttl" || d.CountRemainingArgs() == 1 { // ttl rules may repeat
+			if err := once.Check(d, ""); err != nil {
+				return err
 			}
-			seen[key] = true
 		}
 		var err error
 		switch opt {
@@ -101,9 +101,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "ttl":
 			err = h.parseTTL(d)
 		case "cache_control":
-			err = parseWord(d, &h.CacheControl, "respect", "ignore")
+			h.CacheControl, err = caddyopt.Word(d, "respect", "ignore")
 		case "request_cache_control":
-			err = parseWord(d, &h.RequestCacheControl, "respect", "ignore")
+			h.RequestCacheControl, err = caddyopt.Word(d, "respect", "ignore")
 		case "methods":
 			h.Methods = d.RemainingArgs()
 			if len(h.Methods) == 0 {
@@ -119,32 +119,28 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "key":
 			err = h.parseKey(d)
 		case "max_entry_size":
-			err = parseSize(d, &h.MaxEntrySize)
+			h.MaxEntrySize, err = caddyopt.Size(d, caddyopt.NoZero)
 		case "max_variants":
-			err = parseInt(d, &h.MaxVariants)
+			h.MaxVariants, err = caddyopt.Int(d, caddyopt.NoZero)
 		case "lock_timeout":
-			err = parseDuration(d, &h.LockTimeout, true)
+			h.LockTimeout, err = offDuration(d)
 		case "invalidation_interval":
-			err = parseDuration(d, &h.InvalidationInterval, false)
+			h.InvalidationInterval, err = caddyopt.Duration(d, caddyopt.NoZero)
 		case "storage_timeout":
-			err = parseDuration(d, &h.StorageTimeout, false)
+			h.StorageTimeout, err = caddyopt.Duration(d, caddyopt.NoZero)
 		case "status_header":
-			if !d.AllArgs(&h.StatusHeader) {
-				return d.ArgErr()
-			}
+			h.StatusHeader, err = caddyopt.String(d)
 		case "stale_while_revalidate":
-			err = parseDuration(d, &h.StaleWhileRevalidate, false)
+			h.StaleWhileRevalidate, err = caddyopt.Duration(d, caddyopt.NoZero)
 		case "stale_if_error":
-			err = parseDuration(d, &h.StaleIfError, false)
+			h.StaleIfError, err = caddyopt.Duration(d, caddyopt.NoZero)
 		case "targeted_fields":
 			h.TargetedFields = d.RemainingArgs()
 			if len(h.TargetedFields) == 0 {
 				return d.ArgErr()
 			}
 		case "forward_targeted":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
+			err = caddyopt.Flag(d)
 			h.ForwardTargeted = true
 		case "name":
 			err = h.parseName(d)
@@ -156,12 +152,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			memoryTok = d.Token()
 			err = h.parseMemory(d)
 		case "store_set_cookie":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
+			err = caddyopt.Flag(d)
 			h.StoreSetCookie = true
 		default:
-			return unknownOption(d, "cache", opt, cacheOptions)
+			return caddyopt.Unknown(d, "cache", opt, cacheOptions)
 		}
 		if err != nil {
 			return err
@@ -177,20 +171,15 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // the cache block and its sub-blocks, for typo hints
 // (TestCaddyfileOptionsKnown keeps them in step with the parser).
 var (
-	cacheOptions = []string{"storage", "memory", "ttl", "cache_control", "request_cache_control",
+	cacheOptions = []string{
+		"storage", "memory", "ttl", "cache_control", "request_cache_control",
 		"methods", "status", "key", "max_entry_size", "max_variants", "lock_timeout", "storage_timeout", "invalidation_interval",
 		"status_header", "store_set_cookie", "stale_while_revalidate", "stale_if_error",
-		"targeted_fields", "forward_targeted", "name", "surrogate_keys", "purge"}
+		"targeted_fields", "forward_targeted", "name", "surrogate_keys", "purge",
+	}
 	keyOptions           = []string{"ignore_query", "headers", "cookies", "template"}
 	surrogateKeysOptions = []string{"headers", "strip"}
 )
-
-// unknownOption is the error for an option the block does not know, with
-// the closest of known as a hint: `unrecognized cache option "storag" (did
-// you mean "storage"?)`.
-func unknownOption(d *caddyfile.Dispenser, block, opt string, known []string) error {
-	return d.Errf("unrecognized %s option %q%s", block, opt, suggest.DidYouMean(opt, known))
-}
 
 // errAt reports err at tok's file and line, as d.Errf does at the
 // dispenser's current token: for a check that can only run once the whole
@@ -243,8 +232,9 @@ func (h *Handler) parseStorage(d *caddyfile.Dispenser) error {
 // storageBackends returns the names of the registered storage modules,
 // sorted.
 func storageBackends() []string {
-	var names []string
-	for _, m := range caddy.GetModules("http.handlers.cache.storage") {
+	mods := caddy.GetModules("http.handlers.cache.storage")
+	names := make([]string, 0, len(mods))
+	for _, m := range mods {
 		names = append(names, m.ID.Name())
 	}
 	slices.Sort(names)
@@ -314,16 +304,15 @@ func (h *Handler) parseKey(d *caddyfile.Dispenser) error {
 	if h.Key == nil {
 		h.Key = new(KeyConfig)
 	}
-	seen := map[string]bool{}
+	once := make(caddyopt.Once)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
 		if !slices.Contains(keyOptions, opt) {
-			return unknownOption(d, "key", opt, keyOptions)
+			return caddyopt.Unknown(d, "key", opt, keyOptions)
 		}
-		if seen[opt] {
-			return d.Errf("key %s specified more than once", opt)
+		if err := once.Check(d, "key"); err != nil {
+			return err
 		}
-		seen[opt] = true
 		args := d.RemainingArgs()
 		if opt == "template" && len(args) != 1 {
 			return d.Errf("key template takes exactly one argument (quote a template that contains spaces)")
@@ -351,84 +340,14 @@ func (h *Handler) parseKey(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// parseWord reads exactly one argument that must be one of allowed.
-func parseWord(d *caddyfile.Dispenser, dst *string, allowed ...string) error {
-	opt := d.Val()
-	var v string
-	if !d.AllArgs(&v) {
-		return d.ArgErr()
+// offDuration reads a duration where 0 means off, stored as -1 (a zero
+// field means the default).
+func offDuration(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	v, err := caddyopt.Duration(d, caddyopt.AllowZero)
+	if err == nil && v == 0 {
+		v = -1
 	}
-	if slices.Contains(allowed, v) {
-		*dst = v
-		return nil
-	}
-	want := strings.Join(allowed[:len(allowed)-1], ", ") + " or " + allowed[len(allowed)-1]
-	return d.Errf("%s %q: want %s%s", opt, v, want, suggest.DidYouMean(v, allowed))
-}
-
-// parseDuration reads exactly one duration argument.
-func parseDuration(d *caddyfile.Dispenser, dst *caddy.Duration, allowZero bool) error {
-	opt := d.Val()
-	args := d.RemainingArgs()
-	if len(args) != 1 {
-		if suggest.Duration(args) != "" { // "3 sec"
-			return d.Errf("%s %s", opt, suggest.BadDuration(args))
-		}
-		return d.ArgErr()
-	}
-	raw := args[0]
-	v, err := caddy.ParseDuration(raw)
-	if err != nil {
-		return d.Errf("%s %s", opt, suggest.BadDuration(args))
-	}
-	if v < 0 || (v == 0 && !allowZero) {
-		return d.Errf("%s %q: must be positive", opt, raw)
-	}
-	if v == 0 {
-		v = -1 // explicit "off": negative means disabled internally
-	}
-	*dst = caddy.Duration(v)
-	return nil
-}
-
-// parseSize reads exactly one positive size argument ("16MiB", "1GB",
-// "1048576").
-func parseSize(d *caddyfile.Dispenser, dst *int64) error {
-	opt := d.Val()
-	args := d.RemainingArgs()
-	if len(args) != 1 {
-		if suggest.Size(args) != "" { // "10 MB"
-			return d.Errf("%s %s", opt, suggest.BadSize(args))
-		}
-		return d.ArgErr()
-	}
-	raw := args[0]
-	n, err := humanize.ParseBytes(raw)
-	switch {
-	case err != nil:
-		return d.Errf("%s %s", opt, suggest.BadSize(args))
-	case n == 0:
-		return d.Errf("%s %q: must be a positive size", opt, raw)
-	case n > math.MaxInt64:
-		return d.Errf("%s %q: too large", opt, raw)
-	}
-	*dst = int64(n)
-	return nil
-}
-
-// parseInt reads exactly one positive integer.
-func parseInt(d *caddyfile.Dispenser, dst *int) error {
-	opt := d.Val()
-	var raw string
-	if !d.AllArgs(&raw) {
-		return d.ArgErr()
-	}
-	n, err := strconv.Atoi(raw)
-	if err != nil || n <= 0 {
-		return d.Errf("%s %q: want a positive integer", opt, raw)
-	}
-	*dst = n
-	return nil
+	return v, err
 }
 
 func parseStatuses(d *caddyfile.Dispenser, dst *[]int) error {

@@ -142,7 +142,7 @@ func TestCaddyfileKey(t *testing.T) {
 		{"cache {\n key {\n cookies a b a\n }\n}", `key cookies "a": listed twice, at Testfile:3`},
 		{"cache {\n key {\n cookies lang=en\n }\n}", `key cookies "lang=en": give the cookie's name only`},
 		{"cache {\n key {\n templaet {a}\n }\n}", `unrecognized key option "templaet" (did you mean "template"?), at Testfile:3`},
-		{"cache {\n request_cache_control\n}", "wrong argument count"},
+		{"cache {\n request_cache_control\n}", "request_cache_control takes exactly one argument"},
 		{"cache {\n request_cache_control ignore\n request_cache_control ignore\n}", "request_cache_control specified more than once"},
 	} {
 		err := new(Handler).UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.in))

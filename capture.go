@@ -2,6 +2,7 @@ package cache
 
 import (
 	"io"
+	"maps"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -75,9 +76,7 @@ func (c *capture) WriteHeader(status int) {
 	if status >= 100 && status < 200 && status != http.StatusSwitchingProtocols {
 		// Informational responses go straight through and are not recorded.
 		real := c.ResponseWriterWrapper.Header()
-		for k, v := range c.hdr {
-			real[k] = v
-		}
+		maps.Copy(real, c.hdr)
 		c.ResponseWriterWrapper.WriteHeader(status)
 		for k := range c.hdr {
 			delete(real, k)
@@ -99,9 +98,7 @@ func (c *capture) WriteHeader(status int) {
 		}
 	}
 	real := c.ResponseWriterWrapper.Header()
-	for k, v := range c.hdr {
-		real[k] = v
-	}
+	maps.Copy(real, c.hdr)
 	c.hdr = real // trailers and late changes go to the real map
 	c.ResponseWriterWrapper.WriteHeader(status)
 }
@@ -186,9 +183,7 @@ const maxDeferred = 64 << 10
 func (c *capture) release() error {
 	c.deferred = false
 	real := c.ResponseWriterWrapper.Header()
-	for k, v := range c.hdr {
-		real[k] = v
-	}
+	maps.Copy(real, c.hdr)
 	c.hdr = real
 	c.ResponseWriterWrapper.WriteHeader(c.status)
 	if len(c.spool) == 0 {

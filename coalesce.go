@@ -66,13 +66,6 @@ func (f *flight) setVary(names []string, variant string) {
 	})
 }
 
-// running reports whether a flight for key is in progress.
-func (g *flightGroup) running(key string) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.m[key] != nil
-}
-
 // wait blocks until the flight ends (true), the timeout passes or ctx is
 // done (false), or the leader's response turns out to vary on a field in
 // which the waiter's request selects another variant (false: the leader's

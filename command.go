@@ -12,8 +12,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 )
 
 func init() {
@@ -271,7 +272,7 @@ func runList(cmd *cobra.Command, _ []string) error {
 	for _, e := range all {
 		ttl := "stale"
 		if e.Fresh {
-			ttl = (e.FreshUntil.Sub(now) / time.Second * time.Second).String()
+			ttl = e.FreshUntil.Sub(now).Truncate(time.Second).String()
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%ds\t%s\t%s\t%s\n", e.Handler, e.Status, e.Size, e.Age, ttl,
 			strings.Join(e.Tags, ","), printableKey(e.Key))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"mime"
 	"net/http"
 	"slices"
@@ -11,10 +12,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddycache/caddy-cache/policy"
 	"github.com/caddycache/caddy-cache/storage"
@@ -292,9 +294,7 @@ func (x *exchange) revalidateInBackground(e *storage.Entry) {
 	r.Header = h.refreshHeader(x.r.Header, e)
 	vars := map[string]any{}
 	if v, ok := x.r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any); ok {
-		for k, val := range v {
-			vars[k] = val
-		}
+		maps.Copy(vars, v)
 	}
 	repl := caddy.NewReplacer()
 	srv, _ := x.r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
@@ -302,8 +302,10 @@ func (x *exchange) revalidateInBackground(e *storage.Entry) {
 	r = r.WithContext(context.WithValue(r.Context(), caddyhttp.VarsCtxKey, vars))
 	// the client's target before rewrites, as the key has it
 	r = r.WithContext(context.WithValue(r.Context(), caddyhttp.OriginalRequestCtxKey, *originalRequest(x.r)))
-	bx := &exchange{h: h, w: newBackgroundWriter(), r: r, next: x.next, repl: repl, key: x.key,
-		storedKey: x.storedKey, fwd: "stale", detail: "background revalidation"}
+	bx := &exchange{
+		h: h, w: newBackgroundWriter(), r: r, next: x.next, repl: repl, key: x.key,
+		storedKey: x.storedKey, fwd: "stale", detail: "background revalidation",
+	}
 	bx.useStale(e)
 	go func() {
 		defer h.flights.release(fk, f)
@@ -437,9 +439,7 @@ func (x *exchange) serveStored(e *storage.Entry, age time.Duration, status, deta
 	ageSec := int64(age / time.Second)
 	hdr["Age"] = []string{strconv.FormatInt(ageSec, 10)}
 	ttl := int64((e.Lifetime - age) / time.Second)
-	for k, v := range x.passHeader {
-		hdr[k] = v
-	}
+	maps.Copy(hdr, x.passHeader)
 	var cs string
 	switch {
 	case status == statusRevalidated && detail == "":

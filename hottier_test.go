@@ -34,9 +34,11 @@ func (s *countingStore) Get(ctx context.Context, key string) (*storage.Entry, er
 	countingGets.Add(1)
 	return s.c.Get(ctx, key)
 }
+
 func (s *countingStore) Put(ctx context.Context, key string, e *storage.Entry) error {
 	return s.c.Put(ctx, key, e)
 }
+
 func (s *countingStore) Delete(ctx context.Context, key string) error { return s.c.Delete(ctx, key) }
 
 func TestHotTierServesHitsAndForgetsDeletes(t *testing.T) {

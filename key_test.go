@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddycache/caddy-cache/storage"
-
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddycache/caddy-cache/storage"
 )
 
 func TestNormalTarget(t *testing.T) {
@@ -271,9 +271,11 @@ func TestCacheControlSetBeforeCache(t *testing.T) {
 // versions) are never read.
 func TestOldKeyFormatNotServed(t *testing.T) {
 	env := newEnv(t, "", echoPath)
-	old := &storage.Entry{Kind: storage.KindResponse, URL: env.srv.URL + "/old", Status: 200,
+	old := &storage.Entry{
+		Kind: storage.KindResponse, URL: env.srv.URL + "/old", Status: 200,
 		Header: http.Header{"Cache-Control": {"max-age=600"}}, Body: []byte("old format"),
-		ResponseTime: time.Now(), Lifetime: 10 * time.Minute, Expires: time.Now().Add(time.Hour)}
+		ResponseTime: time.Now(), Lifetime: 10 * time.Minute, Expires: time.Now().Add(time.Hour),
+	}
 	if err := env.h.store.Put(context.Background(), env.srv.URL+"/old", old); err != nil {
 		t.Fatal(err)
 	}

@@ -15,8 +15,10 @@ func TestValidateKeyConfig(t *testing.T) {
 		{name: "empty"},
 		{name: "request_cache_control respect", h: Handler{RequestCacheControl: "respect"}},
 		{name: "request_cache_control ignore", h: Handler{RequestCacheControl: "ignore"}},
-		{name: "request_cache_control bogus", h: Handler{RequestCacheControl: "Ignore"},
-			wantErr: `request_cache_control "Ignore": want respect or ignore`},
+		{
+			name: "request_cache_control bogus", h: Handler{RequestCacheControl: "Ignore"},
+			wantErr: `request_cache_control "Ignore": want respect or ignore`,
+		},
 		{name: "empty key", h: Handler{Key: &KeyConfig{}}},
 		{name: "cookies", h: Handler{Key: &KeyConfig{Cookies: []string{"lang", "currency", "__Host-sid", "a!#$%&'*+-.^_`|~9"}}}},
 		{name: "cookie names are case-sensitive", h: Handler{Key: &KeyConfig{Cookies: []string{"lang", "Lang"}}}},

@@ -81,8 +81,7 @@ func registerMetrics(reg prometheus.Registerer) error {
 	}
 	for _, c := range []prometheus.Collector{requestsTotal, storageDuration, storageErrors, storeStats} {
 		if err := reg.Register(c); err != nil {
-			var dup prometheus.AlreadyRegisteredError
-			if !errors.As(err, &dup) {
+			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
 				return err
 			}
 		}
@@ -242,9 +241,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		if h.ops.statser == nil {
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Duration(h.StorageTimeout))
 			defer cancel()
 			s, err := h.storeStats(ctx)
@@ -254,7 +251,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(s.Bytes), h.ops.name, h.backendName)
 			ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(s.Entries), h.ops.name, h.backendName)
 			ch <- prometheus.MustNewConstMetric(c.evictions, prometheus.CounterValue, float64(s.Evictions), h.ops.name, h.backendName)
-		}()
+		})
 	}
 	wg.Wait()
 }

@@ -6,9 +6,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/caddyserver/caddy/v2"
 )
 
 // gather returns the families of a pedantic registry holding the cache

@@ -13,10 +13,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddycache/caddy-cache/policy"
 	"github.com/caddycache/caddy-cache/storage"
@@ -343,8 +344,10 @@ func (h *Handler) readyFields(mod any) []zap.Field {
 	if h.hot != nil {
 		hot = humanize.IBytes(uint64(h.hotSize()))
 	}
-	return []zap.Field{zap.String("name", h.ops.name), zap.String("backend", h.backendName),
-		zap.String("location", location), zap.String("hot_tier", hot)}
+	return []zap.Field{
+		zap.String("name", h.ops.name), zap.String("backend", h.backendName),
+		zap.String("location", location), zap.String("hot_tier", hot),
+	}
 }
 
 // hotSize is the configured byte size of the hot tier.
@@ -580,27 +583,25 @@ func (r *TTLRule) matches(host, p string) bool {
 // glob matches s against a pattern in which '*' stands for any run of
 // characters (including '/') and every other byte matches itself.
 func glob(pattern, s string) bool {
-	for {
-		star := strings.IndexByte(pattern, '*')
-		if star < 0 {
-			return pattern == s
-		}
-		if !strings.HasPrefix(s, pattern[:star]) {
-			return false
-		}
-		s = s[star:]
-		pattern = pattern[star+1:]
-		if pattern == "" {
-			return true
-		}
-		// try every position for the rest
-		for i := 0; i <= len(s); i++ {
-			if glob(pattern, s[i:]) {
-				return true
-			}
-		}
+	star := strings.IndexByte(pattern, '*')
+	if star < 0 {
+		return pattern == s
+	}
+	if !strings.HasPrefix(s, pattern[:star]) {
 		return false
 	}
+	s = s[star:]
+	pattern = pattern[star+1:]
+	if pattern == "" {
+		return true
+	}
+	// try every position for the rest
+	for i := 0; i <= len(s); i++ {
+		if glob(pattern, s[i:]) {
+			return true
+		}
+	}
+	return false
 }
 
 // Cleanup unregisters the handler from the admin API; the storage module is

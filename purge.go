@@ -87,7 +87,7 @@ func isToken(s string) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(s[i])) &&
-			!('a' <= s[i] && s[i] <= 'z' || 'A' <= s[i] && s[i] <= 'Z' || '0' <= s[i] && s[i] <= '9') {
+			(('a' > s[i] || s[i] > 'z') && ('A' > s[i] || s[i] > 'Z') && ('0' > s[i] || s[i] > '9')) {
 			return false
 		}
 	}
@@ -292,7 +292,7 @@ func (h *Handler) deleteKeys(ctx context.Context, ks *keySet) error {
 // With key.template, the template is expanded for a plain GET of u.
 func (h *Handler) urlKey(u *url.URL) string {
 	if h.Key != nil && h.Key.Template != "" {
-		r, err := http.NewRequest(http.MethodGet, u.String(), nil)
+		r, err := http.NewRequest(http.MethodGet, u.String(), nil) //nolint:gosec // G704: built to expand the key template, never sent
 		if err != nil {
 			return h.scope + u.String()
 		}
@@ -440,12 +440,12 @@ func optional[T any](st storage.Store) (T, bool) {
 // normalizePrefix lower-cases the scheme and host of a URL prefix, removes
 // a default port and normalises percent-encoding, as keys have them.
 func normalizePrefix(p string) string {
-	i := strings.Index(p, "://")
-	if i < 0 {
+	before, after, ok := strings.Cut(p, "://")
+	if !ok {
 		return p
 	}
-	scheme := strings.ToLower(p[:i])
-	rest := p[i+3:]
+	scheme := strings.ToLower(before)
+	rest := after
 	host, path := rest, ""
 	if j := strings.IndexAny(rest, "/?"); j >= 0 {
 		host, path = rest[:j], rest[j:]

@@ -11,8 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddycache/caddy-cache/storage"
 	"github.com/caddycache/caddy-cache/storage/memory"
@@ -114,8 +115,10 @@ func (h *Handler) provisionSync(cold storage.Store) error {
 		interval = DefaultInvalidationInterval
 	}
 	v, _, err := syncers.LoadOrNew(h.storageID, func() (caddy.Destructor, error) {
-		s := &syncer{id: instanceID, hot: h.hot, cold: cold, logger: h.logger.Named("sync"),
-			droppers: map[*Handler]func(string){}, seen: map[string]time.Time{}}
+		s := &syncer{
+			id: instanceID, hot: h.hot, cold: cold, logger: h.logger.Named("sync"),
+			droppers: map[*Handler]func(string){}, seen: map[string]time.Time{},
+		}
 		s.interval.Store(int64(interval))
 		if b, ok := cold.(storage.Broadcaster); ok {
 			s.bcast = b
@@ -201,8 +204,10 @@ func (s *syncer) publish(ctx context.Context, msg []byte) error {
 	}
 	now := time.Now()
 	key := fmt.Sprintf("%s%020d-%s-%d", syncPrefix, now.UnixNano(), s.id, s.seq.Add(1))
-	e := &storage.Entry{Kind: storage.KindResponse, URL: string(msg), Status: 200, Header: map[string][]string{},
-		Body: []byte{}, ResponseTime: now, RequestTime: now, Expires: now.Add(syncRecordTTL)}
+	e := &storage.Entry{
+		Kind: storage.KindResponse, URL: string(msg), Status: 200, Header: map[string][]string{},
+		Body: []byte{}, ResponseTime: now, RequestTime: now, Expires: now.Add(syncRecordTTL),
+	}
 	s.mu.Lock()
 	s.seen[key] = now
 	s.mu.Unlock()

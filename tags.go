@@ -4,11 +4,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddycache/caddy-cache/internal/caddyopt"
 )
 
 // Surrogate keys (tags) let an origin label responses so that they can be
@@ -140,12 +143,7 @@ func (h *Handler) afterDecide(key string, hdr http.Header, stored bool, detail s
 }
 
 func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(list, s)
 }
 
 // noteCacheSize bounds the "not stored" reasons remembered per handler.
@@ -187,9 +185,7 @@ func (c *noteCache) note(key, reason string, now time.Time) {
 
 func (c *noteCache) forget(key string) {
 	c.mu.Lock()
-	if _, ok := c.notes[key]; ok {
-		delete(c.notes, key)
-	}
+	delete(c.notes, key)
 	c.mu.Unlock()
 }
 
@@ -223,13 +219,12 @@ func (h *Handler) parseSurrogateKeys(d *caddyfile.Dispenser) error {
 		}
 		return nil
 	}
-	seen := map[string]bool{}
+	once := make(caddyopt.Once)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
-		if seen[opt] {
-			return d.Errf("surrogate_keys %s specified more than once", opt)
+		if err := once.Check(d, "surrogate_keys"); err != nil {
+			return err
 		}
-		seen[opt] = true
 		switch opt {
 		case "headers":
 			s.Headers = d.RemainingArgs()
@@ -242,21 +237,13 @@ func (h *Handler) parseSurrogateKeys(d *caddyfile.Dispenser) error {
 				}
 			}
 		case "strip":
-			var v string
-			if !d.AllArgs(&v) {
-				return d.ArgErr()
+			v, err := caddyopt.Word(d, "on", "off")
+			if err != nil {
+				return err
 			}
-			switch v {
-			case "on":
-				s.Strip = new(bool)
-				*s.Strip = true
-			case "off":
-				s.Strip = new(bool)
-			default:
-				return d.Errf("surrogate_keys strip %q: want on or off", v)
-			}
+			s.Strip = new(v == "on")
 		default:
-			return unknownOption(d, "surrogate_keys", opt, surrogateKeysOptions)
+			return caddyopt.Unknown(d, "surrogate_keys", opt, surrogateKeysOptions)
 		}
 	}
 	return nil

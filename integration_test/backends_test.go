@@ -26,22 +26,30 @@ var backendCases = []backendCase{
 	{"file", nil, func(t *testing.T, _ *testservers.Server) string {
 		return "storage file " + t.TempDir()
 	}},
-	{"redis", func(t *testing.T) *testservers.Server { return testservers.Redis(t) },
+	{
+		"redis", func(t *testing.T) *testservers.Server { return testservers.Redis(t) },
 		func(t *testing.T, s *testservers.Server) string {
 			return fmt.Sprintf("storage redis %s {\n\t\t\tnamespace %s\n\t\t}", s.URI, safeName(t))
-		}},
-	{"mongodb", func(t *testing.T) *testservers.Server { return testservers.FerretDB(t) },
+		},
+	},
+	{
+		"mongodb", func(t *testing.T) *testservers.Server { return testservers.FerretDB(t) },
 		func(t *testing.T, s *testservers.Server) string {
 			return fmt.Sprintf("storage mongodb %s {\n\t\t\tdatabase %s\n\t\t}", s.URI, safeName(t))
-		}},
-	{"gridfs", func(t *testing.T) *testservers.Server { return testservers.FerretDB(t) },
+		},
+	},
+	{
+		"gridfs", func(t *testing.T) *testservers.Server { return testservers.FerretDB(t) },
 		func(t *testing.T, s *testservers.Server) string {
 			return fmt.Sprintf("storage gridfs %s {\n\t\t\tdatabase %s\n\t\t}", s.URI, safeName(t))
-		}},
-	{"dynamodb", func(t *testing.T) *testservers.Server { return testservers.DynamoDBLocal(t) },
+		},
+	},
+	{
+		"dynamodb", func(t *testing.T) *testservers.Server { return testservers.DynamoDBLocal(t) },
 		func(t *testing.T, s *testservers.Server) string {
 			return fmt.Sprintf("storage dynamodb {\n\t\t\ttable %s\n\t\t\tendpoint %s\n\t\t\tregion us-east-1\n\t\t\taccess_key_id dummy\n\t\t\tsecret_access_key dummy\n\t\t\tcreate_table\n\t\t}", safeName(t), s.URI)
-		}},
+		},
+	},
 }
 
 func safeName(t *testing.T) string {

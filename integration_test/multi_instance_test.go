@@ -178,6 +178,16 @@ func TestMultiInstancePurgeRedisRestart(t *testing.T) {
 	c := startInstances(t, 2, fmt.Sprintf("storage redis %s {\n\t\t\tnamespace %s\n\t\t}", rds.URI, t.Name()), o.addr())
 	c.warm("/before")
 	rds.Stop(t)
+	// The subscriber notices the closed connection a moment after the stop
+	// (later on a loaded machine): wait for it, then the hot tier must be
+	// bypassed.
+	downBy := time.Now().Add(20 * time.Second)
+	for !strings.Contains(c.procs[1].log.String(), "invalidations from other instances cannot be received") {
+		if time.Now().After(downBy) {
+			t.Fatalf("instance 1 did not notice that Redis stopped:\n%s", c.procs[1].log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if r := c.get(1, "/before"); r.status != http.StatusOK || strings.Contains(r.header.Get("Cache-Status"), "hit") {
 		t.Fatalf("with Redis down, instance 1 answered %d %q: its hot tier must be bypassed while invalidations cannot arrive", r.status, r.header.Get("Cache-Status"))
 	}

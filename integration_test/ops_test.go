@@ -1,8 +1,6 @@
 package integration
 
 import (
-	"github.com/caddycache/caddy-cache/internal/testservers"
-
 	"bufio"
 	"bytes"
 	"encoding/json"
@@ -14,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/caddycache/caddy-cache/internal/testservers"
 )
 
 // Operating the cache through a running Caddy: the admin API on the admin

@@ -203,8 +203,10 @@ func TestReliabilityPoisoning(t *testing.T) {
 			t.Fatalf("GET %s: damaged body %q", path, r.body)
 		}
 		e := echo(r.body)
-		want := map[string]string{"host": hostPort, "uri": path, "method": "GET", "xfh": hostPort,
-			"xfp": "http", "reqbody": "0", "link": "http://" + hostPort + strings.SplitN(path, "?", 2)[0]}
+		want := map[string]string{
+			"host": hostPort, "uri": path, "method": "GET", "xfh": hostPort,
+			"xfp": "http", "reqbody": "0", "link": "http://" + hostPort + strings.SplitN(path, "?", 2)[0],
+		}
 		for k, v := range want {
 			if e[k] != v {
 				t.Fatalf("GET %s got a body made for %s=%q (want %q): %q; Cache-Status %q",

@@ -249,8 +249,10 @@ func privacyLoad(t *testing.T, storageLines string) {
 		}
 	}
 	// The run must have exercised every path through the cache.
-	for name, n := range map[string]int64{"hits": sum.hit, "revalidations": sum.revalidated,
-		"stale-while-revalidate serves": sum.swr, "stale-if-error serves": sum.sie} {
+	for name, n := range map[string]int64{
+		"hits": sum.hit, "revalidations": sum.revalidated,
+		"stale-while-revalidate serves": sum.swr, "stale-if-error serves": sum.sie,
+	} {
 		if n == 0 {
 			t.Errorf("no %s happened: the load did not exercise them", name)
 		}

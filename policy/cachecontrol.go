@@ -3,6 +3,7 @@ package policy
 import (
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strings"
 	"time"
 )
@@ -412,13 +413,7 @@ func fieldList(a ccArg, dst []string) ([]string, bool) {
 		}
 		item = textproto.CanonicalMIMEHeaderKey(item)
 		added = true
-		dup := false
-		for _, f := range dst {
-			if f == item {
-				dup = true
-				break
-			}
-		}
+		dup := slices.Contains(dst, item)
 		if !dup {
 			dst = append(dst, item)
 		}

@@ -73,9 +73,7 @@ func noneMatchFails(inm, etags []string) bool {
 // returns its opaque-tag without the weakness prefix (for the weak
 // comparison), and the text after it.
 func scanETag(s string) (opaque, rest string, ok bool) {
-	if strings.HasPrefix(s, "W/") {
-		s = s[2:]
-	}
+	s = strings.TrimPrefix(s, "W/")
 	if len(s) < 2 || s[0] != '"' {
 		return "", "", false
 	}

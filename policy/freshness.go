@@ -77,10 +77,7 @@ func FreshnessLifetime(status int, h http.Header, cc Directives, responseTime ti
 		if err != nil {
 			return 0, SourceExpires
 		}
-		life := t.Sub(date)
-		if life < 0 {
-			life = 0
-		}
+		life := max(t.Sub(date), 0)
 		return life, SourceExpires
 	}
 	if cc.NoCache {
@@ -96,13 +93,7 @@ func FreshnessLifetime(status int, h http.Header, cc Directives, responseTime ti
 	if !ok {
 		return 0, SourceNone
 	}
-	life := date.Sub(lm) / 10
-	if life < 0 {
-		life = 0
-	}
-	if life > maxHeuristic {
-		life = maxHeuristic
-	}
+	life := min(max(date.Sub(lm)/10, 0), maxHeuristic)
 	return life, SourceHeuristic
 }
 

@@ -61,9 +61,12 @@ func checkDirectives(t *testing.T, d Directives) {
 		has  bool
 		v    time.Duration
 	}{
-		{"max-age", d.HasMaxAge, d.MaxAge}, {"s-maxage", d.HasSMaxAge, d.SMaxAge},
-		{"min-fresh", d.HasMinFresh, d.MinFresh}, {"max-stale", d.HasMaxStale, d.MaxStale},
-		{"stale-while-revalidate", d.HasSWR, d.StaleWhileRevalidate}, {"stale-if-error", d.HasSIE, d.StaleIfError},
+		{"max-age", d.HasMaxAge, d.MaxAge},
+		{"s-maxage", d.HasSMaxAge, d.SMaxAge},
+		{"min-fresh", d.HasMinFresh, d.MinFresh},
+		{"max-stale", d.HasMaxStale, d.MaxStale},
+		{"stale-while-revalidate", d.HasSWR, d.StaleWhileRevalidate},
+		{"stale-if-error", d.HasSIE, d.StaleIfError},
 	}
 	for _, x := range durs {
 		if x.v < 0 || x.v > MaxDelta || x.v%time.Second != 0 {
@@ -256,7 +259,7 @@ func FuzzFreshnessLifetime(f *testing.F) {
 		if use == UseFresh && cur >= life {
 			t.Fatalf("fresh at age %v with lifetime %v", cur, life)
 		}
-		if use != Revalidate && (d.NoCache) {
+		if use != Revalidate && d.NoCache {
 			t.Fatalf("no-cache served without revalidation: %v", use)
 		}
 		_ = StaleIfError(cur, life, d, Directives{}, Defaults{StaleIfError: time.Hour})

@@ -24,7 +24,7 @@ func ClassifyRange(v string) RangeUse {
 		return RangeIgnore
 	}
 	empty := true
-	for _, spec := range strings.Split(set, ",") {
+	for spec := range strings.SplitSeq(set, ",") {
 		spec = strings.TrimSpace(spec)
 		if spec == "" {
 			continue

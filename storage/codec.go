@@ -49,9 +49,14 @@ const CompressMinSize = 1024
 // maxDecodedBody bounds what a corrupt length field can make Decode allocate.
 const maxDecodedBody = 1 << 31
 
+// The decoder inflates into the capacity of the buffer it is given and no
+// further (WithDecodeAllCapLimit): Decode gives it exactly the entry's
+// recorded length, so a frame that inflates to more is an error, not a
+// large allocation.
 var (
 	zstdEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	zstdDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxDecodedBody))
+	zstdDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(maxDecodedBody),
+		zstd.WithDecodeAllCapLimit(true))
 )
 
 // ParseCompression validates a compression option value ("" means zstd).
@@ -138,15 +143,9 @@ func decode(b []byte, withBody bool) (*Entry, error) {
 		}
 		e.BodySize = int64(rawLen)
 		if withBody {
-			// rawLen is only a capacity hint: bound it by what the
-			// compressed bytes can plausibly expand to, so a corrupt
-			// length cannot make Decode allocate gigabytes up front.
-			out, err := zstdDecoder.DecodeAll(body, make([]byte, 0, min(rawLen, 64*len(body)+64<<10)))
+			out, err := inflate(body, rawLen)
 			if err != nil {
-				return nil, corrupt("decompressing body: %v", err)
-			}
-			if len(out) != rawLen {
-				return nil, corrupt("body is %d bytes, want %d", len(out), rawLen)
+				return nil, err
 			}
 			e.Body = out
 		}
@@ -157,6 +156,33 @@ func decode(b []byte, withBody bool) (*Entry, error) {
 		}
 	}
 	return e, nil
+}
+
+// inflate decompresses a body whose recorded length is rawLen. Encode
+// writes one zstd frame that declares its content size; a frame that
+// declares another size (or none) is refused before anything is
+// allocated, and inflation stops at rawLen bytes, so a frame that lies
+// about its size (or a second frame behind it) costs at most the
+// entry's recorded length.
+func inflate(z []byte, rawLen int) ([]byte, error) {
+	var fh zstd.Header
+	if err := fh.Decode(z); err != nil {
+		return nil, corrupt("zstd frame header: %v", err)
+	}
+	if fh.Skippable || !fh.HasFCS {
+		return nil, corrupt("zstd frame does not declare its content size")
+	}
+	if fh.FrameContentSize != uint64(rawLen) {
+		return nil, corrupt("zstd frame declares %d bytes, the entry records %d", fh.FrameContentSize, rawLen)
+	}
+	out, err := zstdDecoder.DecodeAll(z, make([]byte, 0, rawLen))
+	if err != nil {
+		return nil, corrupt("decompressing body: %v", err)
+	}
+	if len(out) != rawLen {
+		return nil, corrupt("body is %d bytes, want %d", len(out), rawLen)
+	}
+	return out, nil
 }
 
 func corrupt(format string, args ...any) error {

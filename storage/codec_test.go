@@ -455,3 +455,26 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+// A compressed body whose zstd frame declares, or inflates to, more than
+// the entry's recorded length is corrupt, and Decode finds out without
+// inflating it: memory stays bounded by the recorded length.
+func TestCorruptInflationBomb(t *testing.T) {
+	const inflated = 64 << 20
+	for name, b := range storagetest.InflationBombs(t, inflated) {
+		t.Run(name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			wantCorruptBody(t, name, b)
+			runtime.ReadMemStats(&after)
+			if n := after.TotalAlloc - before.TotalAlloc; n > 8<<20 {
+				t.Fatalf("Decode of an entry recording %d bytes whose frame inflates to %d MiB allocated %d MiB",
+					storagetest.BombBodySize, inflated>>20, n>>20)
+			}
+			// DecodeMeta does not inflate: it still reads the entry.
+			if _, err := storage.DecodeMeta(b); err != nil {
+				t.Fatalf("DecodeMeta: %v", err)
+			}
+		})
+	}
+}

@@ -317,16 +317,14 @@ func (sr *SnapshotReader) next() (string, *Entry, error) {
 // where wraps a damage found in the record after the last good one.
 func (sr *SnapshotReader) where(format string, args ...any) error {
 	err := fmt.Errorf(format, args...)
-	var ie ioError
-	if errors.As(err, &ie) {
+	if ie, ok := errors.AsType[ioError](err); ok {
 		return fmt.Errorf("reading the snapshot after record %d (byte %d): %w", sr.records, sr.good, ie.err)
 	}
 	return fmt.Errorf("%w: record %d (at byte %d): %w", ErrSnapshotDamaged, sr.records+1, sr.good, err)
 }
 
 func (sr *SnapshotReader) damage(format string, err error) error {
-	var ie ioError
-	if errors.As(err, &ie) {
+	if ie, ok := errors.AsType[ioError](err); ok {
 		return fmt.Errorf("reading the snapshot: %w", ie.err)
 	}
 	return fmt.Errorf("%w: %w", ErrSnapshotDamaged, fmt.Errorf(format, err))
@@ -393,7 +391,7 @@ func (sr *SnapshotReader) bytes(n int) ([]byte, error) {
 
 func (sr *SnapshotReader) uvarint() (uint64, error) {
 	var v uint64
-	for i := 0; i < binary.MaxVarintLen64; i++ {
+	for i := range binary.MaxVarintLen64 {
 		c, err := sr.byte()
 		if err != nil {
 			if errors.Is(err, io.EOF) {

@@ -42,8 +42,10 @@ func snapEntries() []struct {
 	out = append(out, struct {
 		key string
 		e   *Entry
-	}{"https://example.com/v", &Entry{Kind: KindVary, URL: "https://example.com/v", Header: http.Header{},
-		Vary: []string{"Accept-Language"}, Variants: []string{"https://example.com/v\x00vary:00"}, Expires: now.Add(time.Hour)}})
+	}{"https://example.com/v", &Entry{
+		Kind: KindVary, URL: "https://example.com/v", Header: http.Header{},
+		Vary: []string{"Accept-Language"}, Variants: []string{"https://example.com/v\x00vary:00"}, Expires: now.Add(time.Hour),
+	}})
 	return out
 }
 

@@ -91,9 +91,11 @@ func TestConformance(t *testing.T) {
 	// The suite itself.
 	resultsPath := filepath.Join(work, "results.json")
 	testsPath := filepath.Join(work, "tests.json")
-	args := []string{"run-suite.mjs",
+	args := []string{
+		"run-suite.mjs",
 		"--base", "http://127.0.0.1:" + strconv.Itoa(port),
-		"--results", resultsPath, "--tests", testsPath}
+		"--results", resultsPath, "--tests", testsPath,
+	}
 	if opts.run != "" {
 		args = append(args, "--run", opts.run)
 	}
@@ -167,10 +169,12 @@ func TestConformance(t *testing.T) {
 		}
 		rerunResults := filepath.Join(work, fmt.Sprintf("rerun-%d.json", attempt))
 		rerunTests := filepath.Join(work, fmt.Sprintf("rerun-tests-%d.json", attempt))
-		out, err := runSuite(node, here, []string{"run-suite.mjs",
+		out, err := runSuite(node, here, []string{
+			"run-suite.mjs",
 			"--base", "http://127.0.0.1:" + strconv.Itoa(port),
 			"--results", rerunResults, "--tests", rerunTests,
-			"--run", "^(" + strings.Join(ids, "|") + ")$"})
+			"--run", "^(" + strings.Join(ids, "|") + ")$",
+		})
 		if err != nil {
 			t.Logf("rerun %d failed to run: %v\n%s", attempt, err, out)
 			break

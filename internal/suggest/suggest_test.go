@@ -2,9 +2,11 @@ package suggest
 
 import "testing"
 
-var cacheOptions = []string{"storage", "memory", "ttl", "cache_control", "request_cache_control",
+var cacheOptions = []string{
+	"storage", "memory", "ttl", "cache_control", "request_cache_control",
 	"methods", "status", "key", "max_entry_size", "max_variants", "lock_timeout", "storage_timeout",
-	"status_header", "name", "db", "url", "uri"}
+	"status_header", "name", "db", "url", "uri",
+}
 
 func TestSuggest(t *testing.T) {
 	for _, tc := range []struct{ word, want string }{
@@ -46,8 +48,14 @@ func TestDistance(t *testing.T) {
 		a, b string
 		want int
 	}{
-		{"", "", 0}, {"a", "", 1}, {"", "abc", 3}, {"kitten", "sitting", 3},
-		{"ab", "ba", 1}, {"abc", "acb", 1}, {"ttl", "tll", 1}, {"storage", "storag", 1},
+		{"", "", 0},
+		{"a", "", 1},
+		{"", "abc", 3},
+		{"kitten", "sitting", 3},
+		{"ab", "ba", 1},
+		{"abc", "acb", 1},
+		{"ttl", "tll", 1},
+		{"storage", "storag", 1},
 	} {
 		if got := distance(tc.a, tc.b); got != tc.want {
 			t.Errorf("distance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.want)

@@ -51,13 +51,13 @@ func RedisCluster(t testing.TB) []string {
 	const n = 3
 	var lastErr error
 	var logs []string
-	for attempt := 0; attempt < 2; attempt++ {
+	for range 2 {
 		ports := FreePorts(t, 2*n) // client ports then bus ports
 		nodes := make([]*Server, n)
 		addrs := make([]string, n)
 		logs = logs[:0]
 		var err error
-		for i := 0; i < n; i++ {
+		for i := range n {
 			bus := ports[n+i]
 			nodes[i] = newServer(t, fmt.Sprintf("redis-cluster-node%d", i), func(s *Server) error {
 				p, err := startProcess(s.dir, s.logPath, "", bin,

@@ -114,16 +114,6 @@ func (s *Server) Start(t testing.TB) {
 	}
 }
 
-// pid returns the process id of the running server, or 0.
-func (s *Server) pid() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc == nil {
-		return 0
-	}
-	return s.proc.cmd.Process.Pid
-}
-
 // newServer prepares a Server of the given kind with its own directory and
 // registers the cleanup that stops it. The caller then runs start.
 func newServer(t testing.TB, kind string, launch func(s *Server) error) *Server {
@@ -139,7 +129,7 @@ func newServer(t testing.TB, kind string, launch func(s *Server) error) *Server 
 func (s *Server) startFirst(t testing.TB, pickAddr func() string) {
 	t.Helper()
 	var err error
-	for attempt := 0; attempt < 2; attempt++ {
+	for range 2 {
 		s.Addr = pickAddr()
 		if err = s.launch(s); err == nil {
 			return
@@ -327,7 +317,7 @@ func FreePorts(t testing.TB, n int) []int {
 			ln.Close()
 		}
 	}()
-	for i := 0; i < n; i++ {
+	for range n {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatalf("testservers: reserving a free port: %v", err)
@@ -367,8 +357,8 @@ func waitFirstLine(p *process, path string, timeout time.Duration) (string, erro
 	deadline := time.Now().Add(timeout)
 	for {
 		b, _ := os.ReadFile(path)
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			return strings.TrimSpace(string(b[:i])), nil
+		if before, _, ok := bytes.Cut(b, []byte{'\n'}); ok {
+			return strings.TrimSpace(string(before)), nil
 		}
 		if p.exited() {
 			return "", p.exitError()

@@ -388,3 +388,13 @@ func TestRepoRoot(t *testing.T) {
 		t.Fatalf("RepoRoot %s does not contain internal/testservers: %v", root, err)
 	}
 }
+
+// pid returns the process id of the running server, or 0.
+func (s *Server) pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return 0
+	}
+	return s.proc.cmd.Process.Pid
+}

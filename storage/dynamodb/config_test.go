@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"go.uber.org/zap"
 
 	"github.com/caddycache/caddy-cache/storage"
 )
@@ -92,8 +93,10 @@ func TestProvisionConfig(t *testing.T) {
 	t.Setenv("CACHE_TEST_NS", "from-env")
 
 	// Defaults and placeholders.
-	d := provision(t, &DynamoDB{Region: "eu-west-1", Namespace: "{env.CACHE_TEST_NS}",
-		AccessKeyID: "id", SecretAccessKey: "{env.CACHE_TEST_SECRET}"})
+	d := provision(t, &DynamoDB{
+		Region: "eu-west-1", Namespace: "{env.CACHE_TEST_NS}",
+		AccessKeyID: "id", SecretAccessKey: "{env.CACHE_TEST_SECRET}",
+	})
 	if d.shared.name != DefaultTable || d.ns != "from-env" || !d.consistent || d.comp != storage.CompressionZstd {
 		t.Fatalf("defaults: table %q ns %q consistent %v compression %q", d.shared.name, d.ns, d.consistent, d.comp)
 	}
@@ -156,8 +159,10 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			secret_access_key {env.SECRET}
 			consistent_reads false
 			compression off
-		}`, want: DynamoDB{Table: "t-1", Namespace: "site-a", Region: "eu-central-1", Endpoint: "http://127.0.0.1:8000",
-			CreateTable: true, AccessKeyID: "{env.KEY}", SecretAccessKey: "{env.SECRET}", ConsistentReads: &no, Compression: "off"}},
+		}`, want: DynamoDB{
+			Table: "t-1", Namespace: "site-a", Region: "eu-central-1", Endpoint: "http://127.0.0.1:8000",
+			CreateTable: true, AccessKeyID: "{env.KEY}", SecretAccessKey: "{env.SECRET}", ConsistentReads: &no, Compression: "off",
+		}},
 		{in: "dynamodb {\n create_table false\n consistent_reads true\n}", want: DynamoDB{ConsistentReads: &yes}},
 		{in: `dynamodb a b`, wantErr: `unexpected argument "b"`},
 		{in: "dynamodb t-1 {\n table t-2\n}", wantErr: "table specified more than once"},

@@ -66,12 +66,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddycache/caddy-cache/internal/caddyopt"
 	"github.com/caddycache/caddy-cache/storage"
-	"github.com/caddycache/caddy-cache/storage/internal/caddyopt"
 )
 
 func init() {
@@ -279,7 +280,7 @@ func (d *DynamoDB) LogsHealth() bool { return true }
 // Get implements storage.Store.
 func (d *DynamoDB) Get(ctx context.Context, key string) (*storage.Entry, error) {
 	e, err := d.get(ctx, key)
-	d.observe(err)
+	_ = d.observe(err)
 	return e, err
 }
 
@@ -299,8 +300,7 @@ func (d *DynamoDB) Delete(ctx context.Context, key string) error {
 // attribute, never bodies or parts.
 func (d *DynamoDB) List(ctx context.Context, prefix string, fn func(string, *storage.Entry) error) error {
 	err := d.list(ctx, prefix, fn)
-	var cb cbError
-	if errors.As(err, &cb) {
+	if cb, ok := errors.AsType[cbError](err); ok {
 		return cb.err
 	}
 	return d.observe(err)
@@ -311,7 +311,7 @@ func (d *DynamoDB) List(ctx context.Context, prefix string, fn func(string, *sto
 // less than a second ago may still be counted; Evictions is always 0.
 func (d *DynamoDB) Stats(ctx context.Context) (storage.Stats, error) {
 	s, err := d.stats(ctx)
-	d.observe(err)
+	_ = d.observe(err)
 	return s, err
 }
 
@@ -322,7 +322,7 @@ func (d *DynamoDB) Stats(ctx context.Context) (storage.Stats, error) {
 // condition, so an entry replaced meanwhile stays.
 func (d *DynamoDB) DeleteExpired(ctx context.Context) (int64, error) {
 	n, err := d.deleteExpired(ctx)
-	d.observe(err)
+	_ = d.observe(err)
 	return n, err
 }
 
@@ -356,40 +356,41 @@ func (d *DynamoDB) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 			return disp.Errf("dynamodb storage: unexpected argument %q after the table", disp.Val())
 		}
 	}
-	seen := map[string]bool{}
+	once := make(caddyopt.Once)
+	if d.Table != "" {
+		once["table"] = struct{}{}
+	}
 	for disp.NextBlock(0) {
 		opt := disp.Val()
-		if seen[opt] {
-			return disp.Errf("%s specified more than once", opt)
+		if err := once.Check(disp, ""); err != nil {
+			return err
 		}
-		seen[opt] = true
 		var err error
 		switch opt {
 		case "table":
-			err = caddyopt.String(disp, &d.Table)
+			d.Table, err = caddyopt.String(disp)
 		case "namespace":
-			err = caddyopt.String(disp, &d.Namespace)
+			d.Namespace, err = caddyopt.String(disp)
 		case "region":
-			err = caddyopt.String(disp, &d.Region)
+			d.Region, err = caddyopt.String(disp)
 		case "endpoint":
-			if err = caddyopt.String(disp, &d.Endpoint); err == nil && !strings.Contains(d.Endpoint, "{") {
+			if d.Endpoint, err = caddyopt.String(disp); err == nil && !strings.Contains(d.Endpoint, "{") {
 				if e := checkEndpoint(d.Endpoint); e != nil {
 					err = disp.Errf("endpoint %q: %v", d.Endpoint, e)
 				}
 			}
 		case "create_table":
-			var b *bool
-			if err = caddyopt.Bool(disp, &b); err == nil {
-				d.CreateTable = *b
-			}
+			d.CreateTable, err = caddyopt.Bool(disp)
 		case "access_key_id":
-			err = caddyopt.String(disp, &d.AccessKeyID)
+			d.AccessKeyID, err = caddyopt.String(disp)
 		case "secret_access_key":
-			err = caddyopt.String(disp, &d.SecretAccessKey)
+			d.SecretAccessKey, err = caddyopt.String(disp)
 		case "consistent_reads":
-			err = caddyopt.Bool(disp, &d.ConsistentReads)
+			var b bool
+			b, err = caddyopt.Bool(disp)
+			d.ConsistentReads = &b
 		case "compression":
-			if err = caddyopt.String(disp, &d.Compression); err == nil {
+			if d.Compression, err = caddyopt.String(disp); err == nil {
 				if _, e := storage.ParseCompression(d.Compression); e != nil {
 					err = disp.Errf("compression: %v", e)
 				}
@@ -411,8 +412,10 @@ func (d *DynamoDB) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 }
 
 // options are the block's option names, for typo hints.
-var options = []string{"table", "namespace", "region", "endpoint", "create_table", "access_key_id",
-	"secret_access_key", "consistent_reads", "compression"}
+var options = []string{
+	"table", "namespace", "region", "endpoint", "create_table", "access_key_id",
+	"secret_access_key", "consistent_reads", "compression",
+}
 
 // Interface guards.
 var (

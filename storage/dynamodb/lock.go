@@ -36,7 +36,7 @@ func (d *DynamoDB) lockPK(name string) string {
 // when there is no lock item, or when the one there has expired.
 func (d *DynamoDB) Lock(ctx context.Context, name string, ttl time.Duration) (func(), bool, error) {
 	unlock, ok, err := d.lock(ctx, name, ttl)
-	d.observe(err)
+	_ = d.observe(err)
 	return unlock, ok, err
 }
 
@@ -64,8 +64,7 @@ func (d *DynamoDB) lock(ctx context.Context, name string, ttl time.Duration) (fu
 			":now": numAttr(now.UnixMilli()),
 		},
 	})
-	var ccf *types.ConditionalCheckFailedException
-	if errors.As(err, &ccf) {
+	if _, ok := errors.AsType[*types.ConditionalCheckFailedException](err); ok {
 		return nil, false, nil
 	}
 	if err != nil {
@@ -82,18 +81,17 @@ func (d *DynamoDB) lock(ctx context.Context, name string, ttl time.Duration) (fu
 			ExpressionAttributeNames:  map[string]string{"#t": "token"},
 			ExpressionAttributeValues: map[string]types.AttributeValue{":t": &types.AttributeValueMemberS{Value: token}},
 		})
-		var ccf *types.ConditionalCheckFailedException
-		if errors.As(err, &ccf) {
+		if _, ok := errors.AsType[*types.ConditionalCheckFailedException](err); ok {
 			err = nil
 		}
-		d.observe(err)
+		_ = d.observe(err)
 	}, true, nil
 }
 
 // Locked implements storage.Locker with a consistent GetItem.
 func (d *DynamoDB) Locked(ctx context.Context, name string) (bool, error) {
 	held, err := d.locked(ctx, name)
-	d.observe(err)
+	_ = d.observe(err)
 	return held, err
 }
 

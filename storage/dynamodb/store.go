@@ -377,8 +377,7 @@ func (d *DynamoDB) write(ctx context.Context, key string, e *storage.Entry, want
 		if gen != "" {
 			d.cleanupParts(gen, parts)
 		}
-		var ccf *types.ConditionalCheckFailedException
-		if errors.As(err, &ccf) {
+		if _, ok := errors.AsType[*types.ConditionalCheckFailedException](err); ok {
 			return errConflict
 		}
 		return fmt.Errorf("dynamodb put: %w", err)
@@ -612,8 +611,7 @@ func (d *DynamoDB) deleteExpired(ctx context.Context) (int64, error) {
 				ExpressionAttributeValues: map[string]types.AttributeValue{":now": now},
 				ReturnValues:              types.ReturnValueAllOld,
 			})
-			var ccf *types.ConditionalCheckFailedException
-			if errors.As(err, &ccf) {
+			if _, ok := errors.AsType[*types.ConditionalCheckFailedException](err); ok {
 				continue
 			}
 			if err != nil {

@@ -21,7 +21,7 @@ const maxUpdateTries = 64
 // parts are removed, and fn runs again on a fresh read, after a short
 // random pause.
 func (d *DynamoDB) Update(ctx context.Context, key string, fn func(old *storage.Entry) *storage.Entry) error {
-	for try := 0; try < maxUpdateTries; try++ {
+	for try := range maxUpdateTries {
 		old, v, err := d.read(ctx, key, true)
 		switch {
 		case err == nil:
@@ -38,7 +38,7 @@ func (d *DynamoDB) Update(ctx context.Context, key string, fn func(old *storage.
 		if !errors.Is(err, errConflict) {
 			return d.observe(err)
 		}
-		d.observe(nil)
+		_ = d.observe(nil)
 		if err := sleep(ctx, time.Duration(rand.Int64N(int64(time.Millisecond)*int64(min(try+1, 8))))); err != nil {
 			return err
 		}

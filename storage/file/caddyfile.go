@@ -3,7 +3,7 @@ package file
 import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/caddycache/caddy-cache/storage/internal/caddyopt"
+	"github.com/caddycache/caddy-cache/internal/caddyopt"
 )
 
 // UnmarshalCaddyfile sets up the store from Caddyfile tokens:
@@ -26,24 +26,30 @@ func (f *File) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("unexpected argument %q after the file storage path", d.Val())
 		}
 	}
-	var fsync *bool
+	once := make(caddyopt.Once)
+	if f.Path != "" {
+		once["path"] = struct{}{}
+	}
 	for d.NextBlock(0) {
+		if err := once.Check(d, ""); err != nil {
+			return err
+		}
 		var err error
 		switch opt := d.Val(); opt {
 		case "path":
-			err = caddyopt.String(d, &f.Path)
+			f.Path, err = caddyopt.String(d)
 		case "max_size":
-			err = caddyopt.Size(d, &f.MaxSize)
+			var n int64
+			n, err = caddyopt.Size(d, caddyopt.AllowZero)
+			f.MaxSize = &n
 		case "sweep_interval":
-			err = caddyopt.Duration(d, &f.SweepInterval)
+			f.SweepInterval, err = caddyopt.Duration(d, caddyopt.NoZero)
 		case "compression":
-			if err = caddyopt.String(d, &f.Compression); err == nil && f.Compression != "zstd" && f.Compression != "off" {
+			if f.Compression, err = caddyopt.String(d); err == nil && f.Compression != "zstd" && f.Compression != "off" {
 				err = d.Errf("compression %q: want zstd or off", f.Compression)
 			}
 		case "fsync":
-			if err = caddyopt.OnOff(d, &fsync); err == nil {
-				f.Fsync = *fsync
-			}
+			f.Fsync, err = caddyopt.Bool(d)
 		default:
 			err = caddyopt.Unknown(d, "file storage", opt, options)
 		}

@@ -183,7 +183,7 @@ func (d *Dir) Get(ctx context.Context, key string) (*storage.Entry, error) {
 	if now.Sub(fi.ModTime()) >= d.accessEvery {
 		// The modification time is the eviction order: refresh it, at
 		// most once per accessEvery per entry.
-		os.Chtimes(p, time.Time{}, now)
+		_ = os.Chtimes(p, time.Time{}, now)
 	}
 	return e, nil
 }
@@ -249,7 +249,7 @@ func (d *Dir) Put(ctx context.Context, key string, e *storage.Entry, c storage.C
 	}
 	if fsync {
 		if df, err := os.Open(dir); err == nil {
-			df.Sync()
+			_ = df.Sync()
 			df.Close()
 		}
 	}

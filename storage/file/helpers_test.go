@@ -8,8 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/goleak"
+
+	"github.com/caddyserver/caddy/v2"
 )
 
 func TestMain(m *testing.M) {

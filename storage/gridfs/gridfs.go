@@ -33,12 +33,13 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddycache/caddy-cache/internal/caddyopt"
 	"github.com/caddycache/caddy-cache/storage"
-	"github.com/caddycache/caddy-cache/storage/internal/caddyopt"
 	"github.com/caddycache/caddy-cache/storage/internal/mongoconn"
 )
 
@@ -127,7 +128,7 @@ func (g *GridFS) LogsHealth() bool { return true }
 // Get implements storage.Store.
 func (g *GridFS) Get(ctx context.Context, key string) (*storage.Entry, error) {
 	e, err := g.shared.get(ctx, key)
-	g.shared.health.Observe(err)
+	_ = g.shared.health.Observe(err)
 	return e, err
 }
 
@@ -146,8 +147,7 @@ func (g *GridFS) Delete(ctx context.Context, key string) error {
 // meta field, never the files.
 func (g *GridFS) List(ctx context.Context, prefix string, fn func(string, *storage.Entry) error) error {
 	err := g.shared.list(ctx, prefix, fn)
-	var cb mongoconn.CallbackError
-	if errors.As(err, &cb) {
+	if cb, ok := errors.AsType[mongoconn.CallbackError](err); ok {
 		return cb.Err
 	}
 	return g.shared.health.Observe(err)
@@ -157,14 +157,14 @@ func (g *GridFS) List(ctx context.Context, prefix string, fn func(string, *stora
 // the unexpired entry documents. Evictions are always 0.
 func (g *GridFS) Stats(ctx context.Context) (storage.Stats, error) {
 	s, err := g.shared.stats(ctx)
-	g.shared.health.Observe(err)
+	_ = g.shared.health.Observe(err)
 	return s, err
 }
 
 // KeysForTag implements storage.TagIndex with a query on the tags index.
 func (g *GridFS) KeysForTag(ctx context.Context, tag string) ([]string, error) {
 	keys, err := g.shared.keysForTag(ctx, tag)
-	g.shared.health.Observe(err)
+	_ = g.shared.health.Observe(err)
 	return keys, err
 }
 
@@ -172,7 +172,7 @@ func (g *GridFS) KeysForTag(ctx context.Context, tag string) ([]string, error) {
 // and their files now, as the sweeper does every sweep_interval.
 func (g *GridFS) DeleteExpired(ctx context.Context) (int64, error) {
 	n, err := g.deleteExpired(ctx)
-	g.shared.health.Observe(err)
+	_ = g.shared.health.Observe(err)
 	return int64(n), err
 }
 
@@ -205,7 +205,8 @@ func (g *GridFS) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if opt != "bucket" {
 			return false, nil
 		}
-		if err := caddyopt.String(d, &g.Bucket); err != nil {
+		var err error
+		if g.Bucket, err = caddyopt.String(d); err != nil {
 			return true, err
 		}
 		if err := mongoconn.CheckCollectionName(g.Bucket); err != nil {

@@ -11,11 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/caddycache/caddy-cache/internal/testservers"
 	"github.com/caddycache/caddy-cache/storage"
@@ -373,9 +374,13 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		wantErr string
 	}{
 		{in: `gridfs mongodb://h/`, want: GridFS{Config: mongoconn.Config{URI: "mongodb://h/"}}},
-		{in: "gridfs {\n uri {env.MONGO_URI}\n database d\n bucket bodies\n connect_timeout 3s\n sweep_interval 10m\n compression zstd\n}",
-			want: GridFS{Config: mongoconn.Config{URI: "{env.MONGO_URI}", Database: "d", ConnectTimeout: caddy.Duration(3 * time.Second),
-				SweepInterval: caddy.Duration(10 * time.Minute), Compression: "zstd"}, Bucket: "bodies"}},
+		{
+			in: "gridfs {\n uri {env.MONGO_URI}\n database d\n bucket bodies\n connect_timeout 3s\n sweep_interval 10m\n compression zstd\n}",
+			want: GridFS{Config: mongoconn.Config{
+				URI: "{env.MONGO_URI}", Database: "d", ConnectTimeout: caddy.Duration(3 * time.Second),
+				SweepInterval: caddy.Duration(10 * time.Minute), Compression: "zstd",
+			}, Bucket: "bodies"},
+		},
 		{in: `gridfs`, wantErr: "uri is required"},
 		{in: `gridfs mongodb://h/ x`, wantErr: `unexpected argument "x"`},
 		{in: "gridfs mongodb://h/ {\n bucket a\n bucket b\n}", wantErr: "bucket specified more than once"},

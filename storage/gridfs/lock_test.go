@@ -5,8 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddycache/caddy-cache/internal/testservers"
 	"github.com/caddycache/caddy-cache/storage"
@@ -19,8 +20,10 @@ func TestLocker(t *testing.T) {
 	name := uniqueName(t)
 	a := provision(t, &GridFS{Config: mongoconn.Config{URI: srv.URI}, Bucket: name})
 	// a second handle with a client of its own (the locks are decided by the server)
-	b := provision(t, &GridFS{Config: mongoconn.Config{URI: srv.URI, Database: a.Database,
-		ConnectTimeout: caddy.Duration(7 * time.Second)}, Bucket: name})
+	b := provision(t, &GridFS{Config: mongoconn.Config{
+		URI: srv.URI, Database: a.Database,
+		ConnectTimeout: caddy.Duration(7 * time.Second),
+	}, Bucket: name})
 	if a.shared == b.shared {
 		t.Fatal("the two handles share one bucket state; want two")
 	}
@@ -67,8 +70,10 @@ func TestUpdateAtomic(t *testing.T) {
 	name := uniqueName(t)
 	a := provision(t, &GridFS{Config: mongoconn.Config{URI: srv.URI}, Bucket: name})
 	// another connect timeout: another client, as another process has
-	b := provision(t, &GridFS{Config: mongoconn.Config{URI: srv.URI, Database: a.Database,
-		ConnectTimeout: caddy.Duration(7 * time.Second)}, Bucket: name})
+	b := provision(t, &GridFS{Config: mongoconn.Config{
+		URI: srv.URI, Database: a.Database,
+		ConnectTimeout: caddy.Duration(7 * time.Second),
+	}, Bucket: name})
 	if a.shared == b.shared || a.shared.client == b.shared.client {
 		t.Fatal("the two modules share one client; want two, as two processes have")
 	}

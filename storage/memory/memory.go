@@ -10,15 +10,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/dustin/go-humanize"
 	"github.com/maypok86/otter/v2"
 	"go.uber.org/zap"
 
-	"github.com/caddycache/caddy-cache/internal/suggest"
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddycache/caddy-cache/internal/caddyopt"
 	"github.com/caddycache/caddy-cache/storage"
-	"github.com/caddycache/caddy-cache/storage/internal/caddyopt"
 )
 
 func init() {
@@ -139,29 +138,30 @@ func (m *Memory) Shared() *Cache { return m.cache }
 //	}
 func (m *Memory) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // backend name
+	once := make(caddyopt.Once)
 	if args := d.RemainingArgs(); len(args) > 0 {
-		if err := parseSize(d, args, &m.MaxSize); err != nil {
+		n, err := caddyopt.SizeArgs(d, "max_size", args, caddyopt.NoZero)
+		if err != nil {
 			return err
 		}
+		m.MaxSize = n
+		once["max_size"] = struct{}{}
 	}
 	for d.NextBlock(0) {
+		if err := once.Check(d, ""); err != nil {
+			return err
+		}
+		var err error
 		switch opt := d.Val(); opt {
 		case "name":
-			if m.Name != "" {
-				return d.Errf("name specified more than once")
-			}
-			if !d.AllArgs(&m.Name) {
-				return d.ArgErr()
-			}
+			m.Name, err = caddyopt.String(d)
 		case "max_size":
-			if m.MaxSize != 0 {
-				return d.Errf("max_size specified more than once")
-			}
-			if err := parseSize(d, d.RemainingArgs(), &m.MaxSize); err != nil {
-				return err
-			}
+			m.MaxSize, err = caddyopt.Size(d, caddyopt.NoZero)
 		default:
-			return caddyopt.Unknown(d, "memory storage", opt, options)
+			err = caddyopt.Unknown(d, "memory storage", opt, options)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -169,28 +169,6 @@ func (m *Memory) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // options are the block's option names, for typo hints.
 var options = []string{"name", "max_size"}
-
-// parseSize reads the max size from args, which must be one positive size.
-func parseSize(d *caddyfile.Dispenser, args []string, dst *int64) error {
-	if len(args) != 1 {
-		if suggest.Size(args) != "" { // "1 GB"
-			return d.Errf("max_size %s", suggest.BadSize(args))
-		}
-		return d.ArgErr()
-	}
-	raw := args[0]
-	n, err := humanize.ParseBytes(raw)
-	switch {
-	case err != nil:
-		return d.Errf("max_size %s", suggest.BadSize(args))
-	case n == 0:
-		return d.Errf("max_size %q: must be a positive size", raw)
-	case n > math.MaxInt64:
-		return d.Errf("max_size %q: too large", raw)
-	}
-	*dst = int64(n)
-	return nil
-}
 
 // Cache is the live, shared memory cache. It implements storage.Store,
 // storage.Lister and storage.Statser and is safe for concurrent use.

@@ -28,9 +28,13 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 			connect_timeout 5s
 			sweep_interval 30s
 			compression off
-		}`, want: MongoDB{Config: mongoconn.Config{URI: "mongodb://h/", Database: "cache",
-			ConnectTimeout: caddy.Duration(5 * time.Second), SweepInterval: caddy.Duration(30 * time.Second), Compression: "off"},
-			Collection: "entries"}},
+		}`, want: MongoDB{
+			Config: mongoconn.Config{
+				URI: "mongodb://h/", Database: "cache",
+				ConnectTimeout: caddy.Duration(5 * time.Second), SweepInterval: caddy.Duration(30 * time.Second), Compression: "off",
+			},
+			Collection: "entries",
+		}},
 		{in: `mongodb`, wantErr: "uri is required"},
 		{in: `mongodb mongodb://h/ extra`, wantErr: `unexpected argument "extra"`},
 		{in: "mongodb mongodb://h/ {\n uri mongodb://i/\n}", wantErr: "uri specified more than once"},
@@ -75,9 +79,13 @@ func TestJSONFields(t *testing.T) {
 	if err := dec.Decode(&m); err != nil {
 		t.Fatal(err)
 	}
-	want := MongoDB{Config: mongoconn.Config{URI: "mongodb://h/", Database: "d",
-		ConnectTimeout: caddy.Duration(5 * time.Second), SweepInterval: caddy.Duration(30 * time.Second), Compression: "off"},
-		Collection: "c"}
+	want := MongoDB{
+		Config: mongoconn.Config{
+			URI: "mongodb://h/", Database: "d",
+			ConnectTimeout: caddy.Duration(5 * time.Second), SweepInterval: caddy.Duration(30 * time.Second), Compression: "off",
+		},
+		Collection: "c",
+	}
 	if !reflect.DeepEqual(m, want) {
 		t.Fatalf("decoded %+v, want %+v", m, want)
 	}

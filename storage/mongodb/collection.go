@@ -8,11 +8,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddycache/caddy-cache/storage"
 	"github.com/caddycache/caddy-cache/storage/internal/health"
@@ -178,7 +179,7 @@ func (c *collection) keysForTag(ctx context.Context, tag string) ([]string, erro
 
 func (c *collection) get(ctx context.Context, key string) (*storage.Entry, error) {
 	e, err := c.doGet(ctx, key)
-	c.health.Observe(err)
+	_ = c.health.Observe(err)
 	return e, err
 }
 
@@ -326,8 +327,7 @@ func (c *collection) doDelete(ctx context.Context, key string) error {
 
 func (c *collection) list(ctx context.Context, prefix string, fn func(string, *storage.Entry) error) error {
 	err := c.doList(ctx, prefix, fn)
-	var cb mongoconn.CallbackError
-	if errors.As(err, &cb) {
+	if cb, ok := errors.AsType[mongoconn.CallbackError](err); ok {
 		return cb.Err
 	}
 	return c.health.Observe(err)
@@ -347,7 +347,7 @@ func (c *collection) doList(ctx context.Context, prefix string, fn func(string, 
 
 func (c *collection) stats(ctx context.Context) (storage.Stats, error) {
 	s, err := c.doStats(ctx)
-	c.health.Observe(err)
+	_ = c.health.Observe(err)
 	return s, err
 }
 

@@ -26,12 +26,12 @@ func (c *collection) locks(ctx context.Context) (mongoconn.Locks, error) {
 }
 
 // observe records the outcome of a lock release.
-func (c *collection) observe(err error) { c.health.Observe(err) }
+func (c *collection) observe(err error) { _ = c.health.Observe(err) }
 
 // Lock implements storage.Locker with a unique insert.
 func (m *MongoDB) Lock(ctx context.Context, name string, ttl time.Duration) (func(), bool, error) {
 	unlock, ok, err := m.shared.lock(ctx, name, ttl)
-	m.shared.health.Observe(err)
+	_ = m.shared.health.Observe(err)
 	return unlock, ok, err
 }
 
@@ -50,7 +50,7 @@ func (c *collection) lock(ctx context.Context, name string, ttl time.Duration) (
 // Locked implements storage.Locker.
 func (m *MongoDB) Locked(ctx context.Context, name string) (bool, error) {
 	held, err := m.shared.locked(ctx, name)
-	m.shared.health.Observe(err)
+	_ = m.shared.health.Observe(err)
 	return held, err
 }
 

@@ -34,12 +34,13 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddycache/caddy-cache/internal/caddyopt"
 	"github.com/caddycache/caddy-cache/storage"
-	"github.com/caddycache/caddy-cache/storage/internal/caddyopt"
 	"github.com/caddycache/caddy-cache/storage/internal/mongoconn"
 )
 
@@ -157,7 +158,7 @@ func (m *MongoDB) Stats(ctx context.Context) (storage.Stats, error) {
 // KeysForTag implements storage.TagIndex with a query on the tags index.
 func (m *MongoDB) KeysForTag(ctx context.Context, tag string) ([]string, error) {
 	keys, err := m.shared.keysForTag(ctx, tag)
-	m.shared.health.Observe(err)
+	_ = m.shared.health.Observe(err)
 	return keys, err
 }
 
@@ -165,7 +166,7 @@ func (m *MongoDB) KeysForTag(ctx context.Context, tag string) ([]string, error) 
 // sweep_interval, now.
 func (m *MongoDB) DeleteExpired(ctx context.Context) (int64, error) {
 	n, err := m.shared.sweepOnce(ctx)
-	m.shared.health.Observe(err)
+	_ = m.shared.health.Observe(err)
 	if err != nil {
 		return n, fmt.Errorf("mongodb delete expired: %w", err)
 	}
@@ -189,7 +190,8 @@ func (m *MongoDB) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if opt != "collection" {
 			return false, nil
 		}
-		if err := caddyopt.String(d, &m.Collection); err != nil {
+		var err error
+		if m.Collection, err = caddyopt.String(d); err != nil {
 			return true, err
 		}
 		if err := mongoconn.CheckCollectionName(m.Collection); err != nil {

@@ -10,11 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddycache/caddy-cache/internal/testservers"
 	"github.com/caddycache/caddy-cache/storage"
@@ -320,7 +321,8 @@ func testTagsAndExpiry(t *testing.T, s interface {
 	storage.Store
 	storage.TagIndex
 	storage.Expirer
-}, count func() int64) {
+}, count func() int64,
+) {
 	t.Helper()
 	soon := time.Now().Add(time.Second)
 	for _, tc := range []struct {

@@ -76,7 +76,7 @@ func (c *collection) update(ctx context.Context, key string, fn func(old *storag
 		if !errors.Is(err, errConflict) {
 			return c.health.Observe(err)
 		}
-		c.health.Observe(nil)
+		_ = c.health.Observe(nil)
 		if conflicts++; conflicts == maxUpdateTries {
 			return fmt.Errorf("mongodb storage: updating %q: still contended after %d tries", key, maxUpdateTries)
 		}

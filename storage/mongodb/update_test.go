@@ -19,8 +19,10 @@ func TestUpdateAtomic(t *testing.T) {
 	name := uniqueName(t)
 	a := provision(t, &MongoDB{Config: mongoconn.Config{URI: srv.URI}, Collection: name})
 	// another connect timeout: another client, as another process has
-	b := provision(t, &MongoDB{Config: mongoconn.Config{URI: srv.URI, Database: a.Database,
-		ConnectTimeout: caddy.Duration(7 * time.Second)}, Collection: name})
+	b := provision(t, &MongoDB{Config: mongoconn.Config{
+		URI: srv.URI, Database: a.Database,
+		ConnectTimeout: caddy.Duration(7 * time.Second),
+	}, Collection: name})
 	if a.shared == b.shared || a.shared.client == b.shared.client {
 		t.Fatal("the two modules share one client; want two, as two processes have")
 	}

@@ -1,23 +1,21 @@
 package redis
 
 import (
-	"math"
 	"strconv"
 	"strings"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/dustin/go-humanize"
 
-	"github.com/caddycache/caddy-cache/internal/suggest"
-	"github.com/caddycache/caddy-cache/storage/internal/caddyopt"
+	"github.com/caddycache/caddy-cache/internal/caddyopt"
 )
 
 // options and tlsOptions are the block's option names, for typo hints.
 var (
-	options = []string{"url", "addresses", "username", "password", "db", "tls", "sentinel_master",
+	options = []string{
+		"url", "addresses", "username", "password", "db", "tls", "sentinel_master",
 		"sentinel_password", "cluster", "namespace", "pool_size", "min_idle_conns", "dial_timeout",
-		"read_timeout", "write_timeout", "stale_grace", "max_entry_size", "compression"}
+		"read_timeout", "write_timeout", "stale_grace", "max_entry_size", "compression",
+	}
 	tlsOptions = []string{"insecure_skip_verify", "server_name", "ca_file"}
 )
 
@@ -54,27 +52,26 @@ var (
 // come from placeholders, e.g. password {env.REDIS_PASSWORD}.
 func (r *Redis) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // backend name
-	seen := map[string]bool{}
+	once := make(caddyopt.Once)
 	if d.NextArg() {
 		r.URL = d.Val()
-		seen["url"] = true
+		once["url"] = struct{}{}
 		if d.NextArg() {
 			return d.ArgErr()
 		}
 	}
 	for d.NextBlock(0) {
 		opt := d.Val()
-		if seen[opt] {
+		if err := once.Check(d, ""); err != nil {
 			if opt == "url" {
 				return d.Errf("url specified more than once (it may be given on the storage line or as an option, not both)")
 			}
-			return d.Errf("%s specified more than once", opt)
+			return err
 		}
-		seen[opt] = true
 		var err error
 		switch opt {
 		case "url":
-			err = oneArg(d, &r.URL)
+			r.URL, err = caddyopt.String(d)
 		case "addresses":
 			r.Addresses = d.RemainingArgs()
 			if len(r.Addresses) == 0 {
@@ -86,37 +83,37 @@ func (r *Redis) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 		case "username":
-			err = oneArg(d, &r.Username)
+			r.Username, err = caddyopt.String(d)
 		case "password":
-			err = oneArg(d, &r.Password)
+			r.Password, err = caddyopt.String(d)
 		case "db":
-			err = intArg(d, &r.DB)
+			r.DB, err = caddyopt.Int(d, caddyopt.AllowZero)
 		case "tls":
 			err = r.parseTLS(d)
 		case "sentinel_master":
-			err = oneArg(d, &r.SentinelMaster)
+			r.SentinelMaster, err = caddyopt.String(d)
 		case "sentinel_password":
-			err = oneArg(d, &r.SentinelPassword)
+			r.SentinelPassword, err = caddyopt.String(d)
 		case "cluster":
-			err = boolArg(d, &r.Cluster)
+			r.Cluster, err = caddyopt.Bool(d)
 		case "namespace":
-			err = oneArg(d, &r.Namespace)
+			r.Namespace, err = caddyopt.String(d)
 		case "pool_size":
-			err = intArg(d, &r.PoolSize)
+			r.PoolSize, err = caddyopt.Int(d, caddyopt.AllowZero)
 		case "min_idle_conns":
-			err = intArg(d, &r.MinIdleConns)
+			r.MinIdleConns, err = caddyopt.Int(d, caddyopt.AllowZero)
 		case "dial_timeout":
-			err = durationArg(d, &r.DialTimeout)
+			r.DialTimeout, err = caddyopt.Duration(d, caddyopt.AllowZero)
 		case "read_timeout":
-			err = durationArg(d, &r.ReadTimeout)
+			r.ReadTimeout, err = caddyopt.Duration(d, caddyopt.AllowZero)
 		case "write_timeout":
-			err = durationArg(d, &r.WriteTimeout)
+			r.WriteTimeout, err = caddyopt.Duration(d, caddyopt.AllowZero)
 		case "stale_grace":
-			err = durationArg(d, &r.StaleGrace)
+			r.StaleGrace, err = caddyopt.Duration(d, caddyopt.AllowZero)
 		case "max_entry_size":
-			err = sizeArg(d, &r.MaxEntrySize)
+			r.MaxEntrySize, err = caddyopt.Size(d, caddyopt.NoZero)
 		case "compression":
-			err = oneArg(d, &r.Compression)
+			r.Compression, err = caddyopt.String(d)
 			if err == nil && r.Compression != "zstd" && r.Compression != "off" {
 				return d.Errf("compression %q: want zstd or off", r.Compression)
 			}
@@ -140,7 +137,7 @@ func (r *Redis) parseTLS(d *caddyfile.Dispenser) error {
 	case 0:
 		r.TLS = &TLSConfig{}
 	case 1:
-		on, err := parseBool(args[0])
+		on, err := onOff(args[0])
 		if err != nil {
 			return d.Errf("tls %q: want on or off", args[0])
 		}
@@ -148,27 +145,24 @@ func (r *Redis) parseTLS(d *caddyfile.Dispenser) error {
 	default:
 		return d.ArgErr()
 	}
-	seen := map[string]bool{}
+	once := make(caddyopt.Once)
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		if r.TLS.disabled {
 			return d.Errf("tls off cannot have a block of TLS settings")
 		}
 		opt := d.Val()
-		if seen[opt] {
-			return d.Errf("tls %s specified more than once", opt)
+		if err := once.Check(d, "tls"); err != nil {
+			return err
 		}
-		seen[opt] = true
 		var err error
 		switch opt {
 		case "insecure_skip_verify":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
+			err = caddyopt.Flag(d)
 			r.TLS.InsecureSkipVerify = true
 		case "server_name":
-			err = oneArg(d, &r.TLS.ServerName)
+			r.TLS.ServerName, err = caddyopt.String(d)
 		case "ca_file":
-			err = oneArg(d, &r.TLS.CAFile)
+			r.TLS.CAFile, err = caddyopt.String(d)
 		default:
 			return caddyopt.Unknown(d, "redis storage tls", opt, tlsOptions)
 		}
@@ -181,101 +175,15 @@ func (r *Redis) parseTLS(d *caddyfile.Dispenser) error {
 
 func hasPlaceholder(s string) bool { return strings.Contains(s, "{") }
 
-func parseBool(s string) (bool, error) {
+// onOff parses the argument of tls: on, off, true or false.
+func onOff(s string) (bool, error) {
 	switch s {
-	case "on":
+	case "on", "true":
 		return true, nil
-	case "off":
+	case "off", "false":
 		return false, nil
 	}
-	return strconv.ParseBool(s)
-}
-
-// oneArg reads exactly one argument of the current option.
-func oneArg(d *caddyfile.Dispenser, dst *string) error {
-	if !d.AllArgs(dst) {
-		return d.ArgErr()
-	}
-	if *dst == "" {
-		return d.Errf("%s must not be empty", d.Val())
-	}
-	return nil
-}
-
-func intArg(d *caddyfile.Dispenser, dst *int) error {
-	opt := d.Val()
-	var raw string
-	if !d.AllArgs(&raw) {
-		return d.ArgErr()
-	}
-	n, err := strconv.Atoi(raw)
-	if err != nil || n < 0 {
-		return d.Errf("%s %q: want a non-negative integer", opt, raw)
-	}
-	*dst = n
-	return nil
-}
-
-func boolArg(d *caddyfile.Dispenser, dst *bool) error {
-	opt := d.Val()
-	args := d.RemainingArgs()
-	switch len(args) {
-	case 0:
-		*dst = true
-	case 1:
-		v, err := parseBool(args[0])
-		if err != nil {
-			return d.Errf("%s %q: want true or false", opt, args[0])
-		}
-		*dst = v
-	default:
-		return d.ArgErr()
-	}
-	return nil
-}
-
-func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
-	opt := d.Val()
-	args := d.RemainingArgs()
-	if len(args) != 1 {
-		if suggest.Duration(args) != "" { // "5 min"
-			return d.Errf("%s %s", opt, suggest.BadDuration(args))
-		}
-		return d.ArgErr()
-	}
-	raw := args[0]
-	v, err := caddy.ParseDuration(raw)
-	if err != nil {
-		return d.Errf("%s %s", opt, suggest.BadDuration(args))
-	}
-	if v < 0 {
-		return d.Errf("%s %q: must not be negative", opt, raw)
-	}
-	*dst = caddy.Duration(v)
-	return nil
-}
-
-func sizeArg(d *caddyfile.Dispenser, dst *int64) error {
-	opt := d.Val()
-	args := d.RemainingArgs()
-	if len(args) != 1 {
-		if suggest.Size(args) != "" { // "10 MB"
-			return d.Errf("%s %s", opt, suggest.BadSize(args))
-		}
-		return d.ArgErr()
-	}
-	raw := args[0]
-	n, err := humanize.ParseBytes(raw)
-	switch {
-	case err != nil:
-		return d.Errf("%s %s", opt, suggest.BadSize(args))
-	case n == 0:
-		return d.Errf("%s %q: must be a positive size", opt, raw)
-	case n > math.MaxInt64:
-		return d.Errf("%s %q: too large", opt, raw)
-	}
-	*dst = int64(n)
-	return nil
+	return false, strconv.ErrSyntax
 }
 
 // Interface guard.

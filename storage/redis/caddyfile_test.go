@@ -87,8 +87,8 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"url and addresses", "redis {\n url redis://h:1\n addresses h:2\n}", "url and addresses are mutually exclusive"},
 		{"url twice", "redis redis://h:1 {\n url redis://h:2\n}", "url specified more than once"},
 		{"extra argument on the line", "redis redis://h:1 redis://h:2", "wrong argument count"},
-		{"missing argument", "redis {\n namespace\n}", "wrong argument count"},
-		{"two arguments", "redis {\n namespace a b\n}", "wrong argument count"},
+		{"missing argument", "redis {\n namespace\n}", "namespace takes exactly one argument"},
+		{"two arguments", "redis {\n namespace a b\n}", "namespace takes exactly one argument"},
 		{"bad db", "redis {\n db two\n}", `db "two": want a non-negative integer`},
 		{"negative pool", "redis {\n pool_size -1\n}", `pool_size "-1": want a non-negative integer`},
 		{"bad size", "redis {\n max_entry_size lots\n}", `max_entry_size "lots"`},
@@ -98,7 +98,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{"bad tls", "redis {\n tls maybe\n}", `tls "maybe": want on or off`},
 		{"tls off with a block", "redis {\n tls off {\n server_name x\n }\n}", "tls off cannot have a block"},
 		{"unknown tls option", "redis {\n tls {\n verify no\n }\n}", `unrecognized redis storage tls option "verify"`},
-		{"bad cluster", "redis {\n cluster sometimes\n}", `cluster "sometimes": want true or false`},
+		{"bad cluster", "redis {\n cluster sometimes\n}", `cluster "sometimes": want on or off`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var r Redis

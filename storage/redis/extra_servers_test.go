@@ -171,8 +171,10 @@ func TestTLS(t *testing.T) {
 		}
 	})
 	t.Run("rediss url with ca_file and server_name", func(t *testing.T) {
-		r := provision(t, &Redis{URL: "rediss://" + addr, Namespace: uniqueNamespace(t),
-			TLS: &TLSConfig{CAFile: caFile, ServerName: "redis.test"}})
+		r := provision(t, &Redis{
+			URL: "rediss://" + addr, Namespace: uniqueNamespace(t),
+			TLS: &TLSConfig{CAFile: caFile, ServerName: "redis.test"},
+		})
 		if err := roundTrip(t, r); err != nil {
 			t.Fatal(err)
 		}
@@ -193,8 +195,10 @@ func TestTLS(t *testing.T) {
 		}
 	})
 	t.Run("wrong server_name is refused", func(t *testing.T) {
-		r := provisionOnly(t, &Redis{Addresses: []string{addr}, Namespace: uniqueNamespace(t),
-			TLS: &TLSConfig{CAFile: caFile, ServerName: "other.test"}})
+		r := provisionOnly(t, &Redis{
+			Addresses: []string{addr}, Namespace: uniqueNamespace(t),
+			TLS: &TLSConfig{CAFile: caFile, ServerName: "other.test"},
+		})
 		defer r.Cleanup()
 		err := roundTrip(t, r)
 		var host x509.HostnameError
@@ -243,8 +247,10 @@ sentinel down-after-milliseconds cachemaster 60000
 	}, storagetest.Options{Corrupt: corrupt})
 
 	// The entries really are on the master.
-	r := provision(t, &Redis{Addresses: []string{sentinel}, SentinelMaster: "cachemaster",
-		SentinelPassword: "sentinel-pw", Password: "master-pw", Namespace: uniqueNamespace(t)})
+	r := provision(t, &Redis{
+		Addresses: []string{sentinel}, SentinelMaster: "cachemaster",
+		SentinelPassword: "sentinel-pw", Password: "master-pw", Namespace: uniqueNamespace(t),
+	})
 	if err := r.Put(bg, "on-master", storagetest.Entry("m", 10)); err != nil {
 		t.Fatal(err)
 	}

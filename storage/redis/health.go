@@ -60,8 +60,7 @@ func classify(err error) outcome {
 	if errors.Is(err, context.Canceled) || errors.Is(err, goredis.ErrClosed) {
 		return unknown
 	}
-	var reply goredis.Error
-	if errors.As(err, &reply) {
+	if _, ok := errors.AsType[goredis.Error](err); ok {
 		for _, p := range unavailablePrefixes {
 			if goredis.HasErrorPrefix(err, p) {
 				return unreachable

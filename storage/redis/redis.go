@@ -47,10 +47,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddycache/caddy-cache/storage"
 )
@@ -424,8 +425,7 @@ func (r *Redis) clientOptions(repl *caddy.Replacer) (*goredis.UniversalOptions, 
 		raw := repl.ReplaceAll(r.URL, "")
 		u, err := url.Parse(raw)
 		if err != nil {
-			var ue *url.Error
-			if errors.As(err, &ue) {
+			if ue, ok := errors.AsType[*url.Error](err); ok {
 				err = ue.Err // the url.Error text would repeat the password
 			}
 			return nil, id, fmt.Errorf("redis storage: url: %v", err)

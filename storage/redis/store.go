@@ -352,7 +352,7 @@ func globEscape(s string) string {
 
 // infoField returns an integer field of an INFO reply (0 when absent).
 func infoField(info, name string) int64 {
-	for _, line := range strings.Split(info, "\n") {
+	for line := range strings.SplitSeq(info, "\n") {
 		v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":")
 		if !ok {
 			continue

@@ -20,7 +20,7 @@ const maxUpdateTries = 64
 // between the read and the write.
 func (r *Redis) Update(ctx context.Context, key string, fn func(old *storage.Entry) *storage.Entry) error {
 	rkey := r.prefix + key
-	for try := 0; try < maxUpdateTries; try++ {
+	for try := range maxUpdateTries {
 		err := r.shared.rdb.Watch(ctx, func(tx *goredis.Tx) error {
 			var old *storage.Entry
 			b, err := tx.Get(ctx, rkey).Bytes()

@@ -5,7 +5,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/caddycache/caddy-cache/storage/internal/caddyopt"
+	"github.com/caddycache/caddy-cache/internal/caddyopt"
 )
 
 // UnmarshalCaddyfile sets up the store from Caddyfile tokens:
@@ -30,17 +30,26 @@ func (s *SQLite) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return d.Errf("unexpected argument %q after the sqlite storage path", d.Val())
 		}
 	}
+	once := make(caddyopt.Once)
+	if s.Path != "" {
+		once["path"] = struct{}{}
+	}
 	for d.NextBlock(0) {
+		if err := once.Check(d, ""); err != nil {
+			return err
+		}
 		var err error
 		switch opt := d.Val(); opt {
 		case "path":
-			err = caddyopt.String(d, &s.Path)
+			s.Path, err = caddyopt.String(d)
 		case "busy_timeout":
-			err = caddyopt.Duration(d, &s.BusyTimeout)
+			s.BusyTimeout, err = caddyopt.Duration(d, caddyopt.NoZero)
 		case "wal":
-			err = caddyopt.OnOff(d, &s.WAL)
+			var on bool
+			on, err = caddyopt.Bool(d)
+			s.WAL = &on
 		case "synchronous":
-			if err = caddyopt.String(d, &s.Synchronous); err == nil {
+			if s.Synchronous, err = caddyopt.String(d); err == nil {
 				switch strings.ToLower(s.Synchronous) {
 				case "off", "normal", "full":
 				default:
@@ -48,16 +57,16 @@ func (s *SQLite) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 			}
 		case "max_size":
-			err = caddyopt.Size(d, &s.MaxSize)
+			var n int64
+			n, err = caddyopt.Size(d, caddyopt.AllowZero)
+			s.MaxSize = &n
 		case "sweep_interval":
-			err = caddyopt.Duration(d, &s.SweepInterval)
+			s.SweepInterval, err = caddyopt.Duration(d, caddyopt.NoZero)
 		case "shared":
-			if d.NextArg() {
-				return d.ArgErr()
-			}
+			err = caddyopt.Flag(d)
 			s.Shared = true
 		case "compression":
-			if err = caddyopt.String(d, &s.Compression); err == nil && s.Compression != "zstd" && s.Compression != "off" {
+			if s.Compression, err = caddyopt.String(d); err == nil && s.Compression != "zstd" && s.Compression != "off" {
 				err = d.Errf("compression %q: want zstd or off", s.Compression)
 			}
 		default:

@@ -172,8 +172,10 @@ func TestUpdateAtomicAcrossProcesses(t *testing.T) {
 			defer wg.Done()
 			v := fmt.Sprintf("variant-%d", i)
 			err := p[i%2].Update(bg, key, func(old *storage.Entry) *storage.Entry {
-				idx := &storage.Entry{Kind: storage.KindVary, URL: "http://example.test/v",
-					Vary: []string{"X-Variant"}, Expires: time.Now().Add(time.Hour)}
+				idx := &storage.Entry{
+					Kind: storage.KindVary, URL: "http://example.test/v",
+					Vary: []string{"X-Variant"}, Expires: time.Now().Add(time.Hour),
+				}
 				if old != nil {
 					idx.Variants = slices.Clone(old.Variants)
 				}

@@ -399,8 +399,7 @@ func initSchema(w *sql.DB) error {
 }
 
 func isCorruptErr(err error) bool {
-	var se *sqlite.Error
-	if errors.As(err, &se) {
+	if se, ok := errors.AsType[*sqlite.Error](err); ok {
 		c := se.Code() & 0xff
 		return c == codeCorrupt || c == codeNotADB
 	}
@@ -438,7 +437,7 @@ func (db *DB) wake(ch chan struct{}) {
 func (db *DB) Destruct() error {
 	close(db.stop)
 	<-db.done
-	db.flushAccess(context.Background())
+	_ = db.flushAccess(context.Background())
 	db.openErr.Store(&unavailableError{path: db.path, err: errClosed})
 	c := db.c.Swap(nil)
 	if c == nil {

@@ -26,14 +26,12 @@ func Locker(t *testing.T, a, b storage.Locker) {
 		unlocks []func()
 		errs    []error
 	)
-	for i := 0; i < 8; i++ {
+	for i := range 8 {
 		l := a
 		if i%2 == 1 {
 			l = b
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			unlock, ok, err := l.Lock(context.Background(), name, time.Minute)
 			mu.Lock()
 			defer mu.Unlock()
@@ -43,7 +41,7 @@ func Locker(t *testing.T, a, b storage.Locker) {
 			if ok {
 				unlocks = append(unlocks, unlock)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if len(errs) > 0 || len(unlocks) != 1 {
@@ -114,10 +112,8 @@ func UpdateAtomic(t *testing.T, a, b UpdatedStore) {
 	bg := context.Background()
 	const writers = 40
 	var wg sync.WaitGroup
-	for i := 0; i < writers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for i := range writers {
+		wg.Go(func() {
 			st := a
 			if i%2 == 1 {
 				st = b
@@ -133,7 +129,7 @@ func UpdateAtomic(t *testing.T, a, b UpdatedStore) {
 			if err != nil {
 				t.Errorf("Update: %v", err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	e, err := a.Get(bg, "idx")

@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -595,7 +596,7 @@ func (s *suite) corrupt(t *testing.T) {
 	valid := storage.Encode(Entry("corrupt", 2000), storage.CompressionOff)
 	flipped := bytes.Clone(valid)
 	flipped[len(flipped)/2] ^= 0x40
-	cases := []struct {
+	cases := []struct { //nolint:prealloc // a literal table, extended by the bombs below
 		name string
 		raw  []byte
 	}{
@@ -604,6 +605,13 @@ func (s *suite) corrupt(t *testing.T) {
 		{"truncated encoding", valid[:len(valid)/2]},
 		{"encoding missing its last byte", valid[:len(valid)-1]},
 		{"encoding with one flipped bit", flipped},
+	}
+	bombs := InflationBombs(t, 16<<20)
+	for _, name := range slices.Sorted(maps.Keys(bombs)) {
+		cases = append(cases, struct {
+			name string
+			raw  []byte
+		}{"zstd " + name, bombs[name]})
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -661,9 +669,7 @@ func (s *suite) concurrent(t *testing.T) {
 	keyOf := func(id string) string { return "concurrent/" + id[:1] }
 	var wg sync.WaitGroup
 	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := range ops {
 				k := (w + i) % nkeys
 				key := fmt.Sprintf("concurrent/%d", k)
@@ -691,7 +697,7 @@ func (s *suite) concurrent(t *testing.T) {
 					}
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	for k := range nkeys {
@@ -1031,9 +1037,7 @@ func Concurrent(t *testing.T, stores []storage.Store, workers, ops int) {
 	}
 	for w := range workers {
 		st := stores[w%len(stores)]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := range ops {
 				key := fmt.Sprintf("load/%d", (w*7+i)%nkeys)
 				var err error
@@ -1073,7 +1077,7 @@ func Concurrent(t *testing.T, stores []storage.Store, workers, ops int) {
 					fail("worker %d op %d on %q: %v", w, i, key, err)
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if failed > 0 {

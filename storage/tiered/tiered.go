@@ -90,7 +90,7 @@ func (t *Tiered) DropHot(key string) {
 	s := &t.stripe[t.stripeOf(key)]
 	s.mu.Lock()
 	s.gen.Add(1)
-	t.hot.Delete(context.Background(), key)
+	_ = t.hot.Delete(context.Background(), key)
 	s.mu.Unlock()
 }
 
@@ -113,7 +113,7 @@ func (t *Tiered) Get(ctx context.Context, key string) (*storage.Entry, error) {
 		return e, nil
 	}
 	if errors.Is(err, storage.ErrCorrupt) {
-		t.hot.Delete(context.WithoutCancel(ctx), key)
+		_ = t.hot.Delete(context.WithoutCancel(ctx), key)
 	}
 	s := &t.stripe[t.stripeOf(key)]
 	gen := s.gen.Load()
@@ -126,7 +126,7 @@ func (t *Tiered) Get(ctx context.Context, key string) (*storage.Entry, error) {
 		// Nothing was written or deleted through this store since the
 		// cold read began: the copy cannot resurrect a deleted entry.
 		// Errors (too large for hot, cancelled) just leave no copy.
-		t.hot.Put(ctx, key, e)
+		_ = t.hot.Put(ctx, key, e)
 	}
 	s.mu.Unlock()
 	return e, nil
@@ -140,16 +140,16 @@ func (t *Tiered) Put(ctx context.Context, key string, e *storage.Entry) error {
 	defer s.mu.Unlock()
 	s.gen.Add(1)
 	if err != nil {
-		t.hot.Delete(context.WithoutCancel(ctx), key)
+		_ = t.hot.Delete(context.WithoutCancel(ctx), key)
 		return err
 	}
 	if t.hotOff() {
-		t.hot.Delete(context.WithoutCancel(ctx), key)
+		_ = t.hot.Delete(context.WithoutCancel(ctx), key)
 		return nil
 	}
 	if herr := t.hot.Put(ctx, key, e); herr != nil {
 		// Too large for hot, or cancelled: make sure no older copy stays.
-		t.hot.Delete(context.WithoutCancel(ctx), key)
+		_ = t.hot.Delete(context.WithoutCancel(ctx), key)
 	}
 	return nil
 }

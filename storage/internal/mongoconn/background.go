@@ -39,9 +39,7 @@ func NewBackground(interval, retry time.Duration) *Background {
 // Start starts calling sweep every interval, each call under a timeout of
 // the interval or a minute, whichever is shorter. Call it once.
 func (b *Background) Start(sweep func(ctx context.Context)) {
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
+	b.wg.Go(func() {
 		for {
 			t := time.NewTimer(b.Interval())
 			select {
@@ -57,7 +55,7 @@ func (b *Background) Start(sweep func(ctx context.Context)) {
 			sweep(ctx)
 			cancel()
 		}
-	}()
+	})
 }
 
 // Interval returns the sweep interval.

@@ -2,15 +2,17 @@ package mongoconn
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/caddycache/caddy-cache/internal/caddyopt"
 	"github.com/caddycache/caddy-cache/storage"
-	"github.com/caddycache/caddy-cache/storage/internal/caddyopt"
 )
 
 // Defaults shared by the mongodb and gridfs backends.
@@ -149,23 +151,30 @@ func ParseCaddyfile(d *caddyfile.Dispenser, c *Config, backend string, ownOption
 			return d.Errf("%s storage: unexpected argument %q after the uri", backend, d.Val())
 		}
 	}
+	once := make(caddyopt.Once)
+	if c.URI != "" {
+		once["uri"] = struct{}{}
+	}
 	for d.NextBlock(0) {
+		if err := once.Check(d, ""); err != nil {
+			return err
+		}
 		var err error
 		switch opt := d.Val(); opt {
 		case "uri":
-			err = caddyopt.String(d, &c.URI)
+			c.URI, err = caddyopt.String(d)
 		case "database":
-			if err = caddyopt.String(d, &c.Database); err == nil {
+			if c.Database, err = caddyopt.String(d); err == nil {
 				if e := CheckDatabaseName(c.Database); e != nil {
 					err = d.Errf("database %q: %v", c.Database, e)
 				}
 			}
 		case "connect_timeout":
-			err = caddyopt.Duration(d, &c.ConnectTimeout)
+			c.ConnectTimeout, err = caddyopt.Duration(d, caddyopt.NoZero)
 		case "sweep_interval":
-			err = caddyopt.Duration(d, &c.SweepInterval)
+			c.SweepInterval, err = caddyopt.Duration(d, caddyopt.NoZero)
 		case "compression":
-			if err = caddyopt.String(d, &c.Compression); err == nil {
+			if c.Compression, err = caddyopt.String(d); err == nil {
 				if _, e := storage.ParseCompression(c.Compression); e != nil {
 					err = d.Errf("compression: %v", e)
 				}
@@ -173,7 +182,7 @@ func ParseCaddyfile(d *caddyfile.Dispenser, c *Config, backend string, ownOption
 		default:
 			var known bool
 			if known, err = own(opt); !known {
-				err = caddyopt.Unknown(d, backend+" storage", opt, append(Options[:len(Options):len(Options)], ownOptions...))
+				err = caddyopt.Unknown(d, backend+" storage", opt, append(slices.Clip(Options), ownOptions...))
 			}
 		}
 		if err != nil {

@@ -14,10 +14,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
+
+	"github.com/caddyserver/caddy/v2"
 )
 
 // DefaultConnectTimeout is the default time allowed to open one connection.
@@ -56,11 +57,11 @@ func scrub(msg, uri string) string {
 
 // hosts returns the host list of a MongoDB URI, without credentials.
 func hosts(uri string) string {
-	i := strings.Index(uri, "://")
-	if i < 0 {
+	_, after, ok := strings.Cut(uri, "://")
+	if !ok {
 		return ""
 	}
-	rest := uri[i+3:]
+	rest := after
 	if j := strings.IndexAny(rest, "/?"); j >= 0 {
 		rest = rest[:j]
 	}
@@ -74,8 +75,8 @@ func hosts(uri string) string {
 // or options: what log lines and errors may show.
 func Display(uri string) string {
 	scheme := "mongodb"
-	if i := strings.Index(uri, "://"); i >= 0 {
-		scheme = uri[:i]
+	if before, _, ok := strings.Cut(uri, "://"); ok {
+		scheme = before
 	}
 	return scheme + "://" + hosts(uri)
 }

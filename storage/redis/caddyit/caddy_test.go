@@ -12,10 +12,11 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
-	goredis "github.com/redis/go-redis/v9"
 
 	_ "github.com/caddycache/caddy-cache"
 	"github.com/caddycache/caddy-cache/internal/testservers"
