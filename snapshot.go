@@ -12,8 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddycache/caddy-cache/storage"
 )
@@ -372,9 +373,7 @@ func (h *Handler) importSnapshot(ctx context.Context, sr *storage.SnapshotReader
 	var once sync.Once
 	var wg sync.WaitGroup
 	for range importWorkers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for j := range jobs {
 				if ctx.Err() != nil {
 					continue // drain
@@ -387,7 +386,7 @@ func (h *Handler) importSnapshot(ctx context.Context, sr *storage.SnapshotReader
 				}
 				counts[out].Add(1)
 			}
-		}()
+		})
 	}
 	var readErr error
 	for {

@@ -11,9 +11,10 @@ import (
 	"strings"
 	"time"
 
-	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
 	"github.com/caddycache/caddy-cache/storage"
 )
@@ -128,14 +129,24 @@ func runImport(cmd *cobra.Command, _ []string) error {
 	}
 	pr, pw := io.Pipe()
 	type answer struct {
-		resp *http.Response
+		body []byte
 		err  error
 	}
 	done := make(chan answer, 1)
 	go func() {
+		var ans answer
 		resp, err := caddycmd.AdminAPIRequest(addr, http.MethodPost, uri, http.Header{"Content-Type": {"application/octet-stream"}}, pr)
 		pr.CloseWithError(errors.New("the request ended")) // unblocks the sender when the server stopped reading early
-		done <- answer{resp, err}
+		if err != nil {
+			ans.err = err
+		} else {
+			ans.body, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				ans.err = fmt.Errorf("reading the answer: %w", err)
+			}
+		}
+		done <- ans
 	}()
 	// The stream goes to the server as it is read; counting its records
 	// on the way gives the progress line.
@@ -155,7 +166,7 @@ func runImport(cmd *cobra.Command, _ []string) error {
 	prog.finish()
 	ans := <-done
 
-	var raw []byte
+	raw := ans.body
 	if ans.err != nil {
 		// an error answer carries the report (or just an error) as JSON
 		// after the status
@@ -165,11 +176,6 @@ func runImport(cmd *cobra.Command, _ []string) error {
 			return ans.err
 		}
 		raw = []byte(msg[i:])
-	} else {
-		defer ans.resp.Body.Close()
-		if raw, err = io.ReadAll(ans.resp.Body); err != nil {
-			return fmt.Errorf("reading the answer: %v", err)
-		}
 	}
 	var rep importReport
 	if err := json.Unmarshal(raw, &rep); err != nil || rep.Handler == "" {

@@ -672,9 +672,11 @@ var errGenFailed = errors.New("generated store failure")
 func (g *genStore) entry(i int) *storage.Entry {
 	body := bytes.Repeat([]byte{byte('a' + i%26)}, 400+i%200)
 	u := "http://gen.test/" + strconv.Itoa(i)
-	return &storage.Entry{URL: u, Status: 200, Header: http.Header{"Content-Type": {"text/plain"}, "Cache-Control": {"max-age=3600"}},
+	return &storage.Entry{
+		URL: u, Status: 200, Header: http.Header{"Content-Type": {"text/plain"}, "Cache-Control": {"max-age=3600"}},
 		Body: body, BodySize: int64(len(body)), RequestTime: genTime, ResponseTime: genTime, Lifetime: time.Hour,
-		Expires: genTime.Add(time.Hour), Tags: []string{"t" + strconv.Itoa(i%7)}}
+		Expires: genTime.Add(time.Hour), Tags: []string{"t" + strconv.Itoa(i%7)},
+	}
 }
 
 func (g *genStore) index(key string) (int, bool) {
