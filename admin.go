@@ -46,7 +46,8 @@ func init() {
 //	     one entry with its header (and body: "body" when it is UTF-8,
 //	     else "body_base64"). A Vary variant's key is shown, and taken,
 //	     as <primary key>#vary=<32 hex digits> (see displayKey).
-//	POST /cache/purge  {"url"|"prefix"|"host"|"tag": "...", "all": true, "dry_run": bool, "handler": "..."}
+//	POST /cache/purge  {"url"|"prefix"|"host"|"tag"|"group": "...", "all": true, "origin": "...", "dry_run": bool, "handler": "..."}
+//	     (origin only with group: scheme://host[:port]; see groups.go)
 //	     {"dry_run": bool, "removed": n, "results": [{"handler", "backend", "removed", "keys", "error"}]}
 //	POST /cache/expired {"stale": bool, "dry_run": bool, "handler": "..."}
 //	     removes entries past their expiry (with stale, also those past
@@ -229,6 +230,9 @@ type entryInfo struct {
 	Fresh bool  `json:"fresh"`
 	// Tags are the surrogate keys.
 	Tags []string `json:"tags,omitempty"`
+	// Groups are the cache groups (RFC 9875) of the response's origin it
+	// belongs to.
+	Groups []string `json:"groups,omitempty"`
 	// Vary holds the selecting request header values of a variant.
 	Vary map[string]string `json:"vary,omitempty"`
 	// VaryNames and Variants describe a Vary index.
@@ -243,7 +247,7 @@ func (h *Handler) entryInfo(key string, e *storage.Entry, now time.Time) entryIn
 	info := entryInfo{
 		Handler: h.ops.name, Backend: h.backendName, Key: displayKey(unscoped(key)), URL: e.URL,
 		KeyHeaders: keyHeaders(key), Kind: "response", Status: e.Status,
-		Size: e.BodySize, Expires: e.Expires, Tags: e.Tags, Vary: e.VaryRequest,
+		Size: e.BodySize, Expires: e.Expires, Tags: surrogateTags(e.Tags), Groups: entryGroups(e.Tags), Vary: e.VaryRequest,
 	}
 	if e.Body != nil {
 		info.Size = int64(len(e.Body))

@@ -25,7 +25,7 @@ func init() {
 		Long: `
 Talks to the cache routes (/cache/) of the running Caddy's admin endpoint.
 
-  caddy cache purge <url> | --prefix <url-prefix> | --host <host> | --tag <tag> | --all [--dry-run]
+  caddy cache purge <url> | --prefix <url-prefix> | --host <host> | --tag <tag> | --group <group> [--origin <origin>] | --all [--dry-run]
   caddy cache list [--prefix <url-prefix>] [--host <host>] [--tag <tag>] [--limit <n>]
   caddy cache inspect <key> [--body]     (<key> as list prints it)
   caddy cache explain <url> [-H 'Name: Value']... [--method <method>]
@@ -55,14 +55,16 @@ func setupCacheCommand(cmd *cobra.Command) {
 	pf.Bool("json", false, "Print the admin API's JSON answer")
 
 	purge := &cobra.Command{
-		Use:   "purge [<url>] [--prefix <p> | --host <h> | --tag <t> | --all] [--dry-run]",
-		Short: "Removes stored responses: one URL (all its variants), a URL prefix, a host, a tag or everything",
+		Use:   "purge [<url>] [--prefix <p> | --host <h> | --tag <t> | --group <g> [--origin <o>] | --all] [--dry-run]",
+		Short: "Removes stored responses: one URL (all its variants), a URL prefix, a host, a tag, a cache group or everything",
 		Args:  cobra.MaximumNArgs(1),
 		RunE:  runPurge,
 	}
 	purge.Flags().String("prefix", "", "Purge every URL starting with this prefix (scheme://host/path)")
 	purge.Flags().String("host", "", "Purge every URL of this host")
 	purge.Flags().String("tag", "", "Purge every response recorded with this surrogate key")
+	purge.Flags().String("group", "", "Purge every response in this cache group (Cache-Groups, RFC 9875; case-sensitive)")
+	purge.Flags().String("origin", "", "With --group: only the group of this origin (scheme://host[:port])")
 	purge.Flags().Bool("all", false, "Purge everything")
 	purge.Flags().Bool("dry-run", false, "Only report what would be removed")
 
@@ -159,6 +161,8 @@ func runPurge(cmd *cobra.Command, args []string) error {
 	req.Prefix, _ = fl.GetString("prefix")
 	req.Host, _ = fl.GetString("host")
 	req.Tag, _ = fl.GetString("tag")
+	req.Group, _ = fl.GetString("group")
+	req.Origin, _ = fl.GetString("origin")
 	req.All, _ = fl.GetBool("all")
 	req.DryRun, _ = fl.GetBool("dry-run")
 	req.Handler, _ = fl.GetString("handler")
@@ -334,6 +338,9 @@ func runExplain(cmd *cobra.Command, args []string) error {
 		fmt.Fprintf(w, "%s %s\n", ans.Method, ans.URL)
 		for _, r := range ans.Results {
 			fmt.Fprintf(w, "%s (%s): %s — %s\n", r.Handler, r.Backend, strings.ToUpper(r.Outcome), r.Reason)
+			if r.Entry != nil && len(r.Entry.Groups) > 0 {
+				fmt.Fprintf(w, "  groups: %s\n", strings.Join(quoteAll(r.Entry.Groups), ", "))
+			}
 		}
 	})
 }

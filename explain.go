@@ -101,7 +101,7 @@ func (h *Handler) explain(ctx context.Context, r *http.Request) explainResult {
 			return bypass("purge request: removes the stored responses of this URL when the purge matchers allow it, else 405")
 		}
 		if policy.IsUnsafe(r.Method) {
-			return bypass("unsafe method " + r.Method + ": forwarded; a successful response invalidates the stored responses of this URL")
+			return bypass("unsafe method " + r.Method + ": forwarded; a successful response invalidates the stored responses of this URL, and of the cache groups its Cache-Group-Invalidation names")
 		}
 		return bypass("method " + r.Method + " is never served from the cache")
 	}

@@ -132,6 +132,7 @@ func (h *Handler) serveUnsafe(w http.ResponseWriter, r *http.Request, next caddy
 			h.announce(invalidation{Keys: append(ks.responses, ks.others...)})
 		}
 	}
+	h.invalidateGroups(ctx, r, rec.Header()) // RFC 9875 §3 (groups.go)
 	return nil
 }
 
@@ -765,7 +766,7 @@ func (x *exchange) newEntry(status int, hdr http.Header, now time.Time) (*storag
 	}
 	storedHdr := policy.StoredHeader(hdr, respCC)
 	h.stampDate(storedHdr, now)
-	tags := h.tagsOf(hdr)
+	tags := withGroups(h.tagsOf(hdr), hdr, u) // surrogate keys and RFC 9875 groups (groups.go)
 	h.stripTagHeaders(storedHdr)
 	return &storage.Entry{
 		Kind:         storage.KindResponse,

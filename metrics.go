@@ -24,6 +24,14 @@ import (
 //	caddy_http_cache_stored_bytes{handler,backend}               gauge, read from the store on scrape
 //	caddy_http_cache_entries{handler,backend}                    gauge, read from the store on scrape
 //	caddy_http_cache_evictions_total{handler,backend}            counter, read from the store on scrape
+//	caddy_http_cache_group_invalidations_total{handler,source}   counter (source: response, purge)
+//	caddy_http_cache_refresh_ahead_total{handler,result}         counter (result: started, skipped)
+//
+// A group invalidation counts one cache group (RFC 9875) invalidated, by a
+// response's Cache-Group-Invalidation (source response) or a purge by group
+// (source purge). Refresh-ahead counts the background refreshes hits
+// started, and those skipped because refresh_ahead_concurrency refreshes
+// were already running.
 //
 // result is one of hit (fresh response from the cache), stale (stale
 // response served from the cache: max-stale or stale-if-error), revalidated
@@ -63,6 +71,16 @@ var (
 		Help: "Failed cache storage operations (not counting misses), by storage backend and operation.",
 	}, []string{"backend", "op"})
 
+	groupInvalidations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "http_cache", Name: "group_invalidations_total",
+		Help: "Cache groups (RFC 9875) invalidated, by handler and source (response: Cache-Group-Invalidation; purge: admin API).",
+	}, []string{"handler", "source"})
+
+	refreshAheadTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "http_cache", Name: "refresh_ahead_total",
+		Help: "Background refreshes of fresh entries near their end (refresh_ahead), by handler and result (started; skipped: the concurrency bound was reached).",
+	}, []string{"handler", "result"})
+
 	storeStats = &storeCollector{
 		bytes: prometheus.NewDesc("caddy_http_cache_stored_bytes",
 			"Bytes held by the cache handler's store.", []string{"handler", "backend"}, nil),
@@ -79,7 +97,7 @@ func registerMetrics(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{requestsTotal, storageDuration, storageErrors, storeStats} {
+	for _, c := range []prometheus.Collector{requestsTotal, storageDuration, storageErrors, groupInvalidations, refreshAheadTotal, storeStats} {
 		if err := reg.Register(c); err != nil {
 			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
 				return err
@@ -109,6 +127,12 @@ func (m *handlerMetrics) forget() {
 	for _, r := range resultNames {
 		requestsTotal.DeleteLabelValues(m.name, r)
 	}
+	for _, s := range []string{groupSourceResponse, groupSourcePurge} {
+		groupInvalidations.DeleteLabelValues(m.name, s)
+	}
+	for _, r := range []string{refreshStarted, refreshSkipped} {
+		refreshAheadTotal.DeleteLabelValues(m.name, r)
+	}
 }
 
 // counts returns the handler's request counts by result.
@@ -128,6 +152,28 @@ func (m *handlerMetrics) counts() [numResults]float64 {
 func (h *Handler) count(result int) {
 	if h.ops != nil {
 		h.ops.metrics.results[result].Inc()
+	}
+}
+
+// Label values of group_invalidations_total and refresh_ahead_total.
+const (
+	groupSourceResponse = "response"
+	groupSourcePurge    = "purge"
+	refreshStarted      = "started"
+	refreshSkipped      = "skipped"
+)
+
+// countGroupInvalidation counts one cache group invalidated.
+func (h *Handler) countGroupInvalidation(source string) {
+	if h.ops != nil {
+		groupInvalidations.WithLabelValues(h.ops.name, source).Inc()
+	}
+}
+
+// countRefreshAhead counts a refresh-ahead started or skipped.
+func (h *Handler) countRefreshAhead(result string) {
+	if h.ops != nil {
+		refreshAheadTotal.WithLabelValues(h.ops.name, result).Inc()
 	}
 }
 

@@ -138,7 +138,7 @@ func purgeTimeout(h *Handler) time.Duration {
 }
 
 // purgeRequest is the body of POST /cache/purge: exactly one of URL, Prefix,
-// Host, Tag or All.
+// Host, Tag, Group or All.
 type purgeRequest struct {
 	// URL purges one URL: all its Vary variants and, when the key
 	// includes request headers, every such variant (GET and HEAD share
@@ -151,6 +151,13 @@ type purgeRequest struct {
 	Host string `json:"host,omitempty"`
 	// Tag purges every response recorded with that surrogate key.
 	Tag string `json:"tag,omitempty"`
+	// Group purges every response in that cache group (RFC 9875
+	// Cache-Groups; case-sensitive), of every origin unless Origin is set.
+	Group string `json:"group,omitempty"`
+	// Origin restricts a purge by group to one origin, scheme://host[:port]
+	// (without a port, also the non-default listener ports requests came
+	// in on, as a purge by url).
+	Origin string `json:"origin,omitempty"`
 	// All purges everything.
 	All bool `json:"all,omitempty"`
 	// DryRun reports what would be removed without removing it.
@@ -162,15 +169,31 @@ type purgeRequest struct {
 // check validates the request and returns the parsed URL for a url purge.
 func (p *purgeRequest) check() (*url.URL, error) {
 	n := 0
-	for _, set := range []bool{p.URL != "", p.Prefix != "", p.Host != "", p.Tag != "", p.All} {
+	for _, set := range []bool{p.URL != "", p.Prefix != "", p.Host != "", p.Tag != "", p.Group != "", p.All} {
 		if set {
 			n++
 		}
 	}
 	if n != 1 {
-		return nil, fmt.Errorf("give exactly one of url, prefix, host, tag or all (got %d)", n)
+		return nil, fmt.Errorf("give exactly one of url, prefix, host, tag, group or all (got %d)", n)
+	}
+	if p.Origin != "" {
+		if p.Group == "" {
+			return nil, fmt.Errorf("origin %q: only with group", p.Origin)
+		}
+		if _, err := normalizeOrigin(p.Origin); err != nil {
+			return nil, err
+		}
 	}
 	switch {
+	case p.Group != "":
+		if len(p.Group) > maxGroupNameLen {
+			return nil, fmt.Errorf("group: longer than %d bytes, the longest group name recorded", maxGroupNameLen)
+		}
+	case p.Tag != "":
+		if strings.ContainsAny(p.Tag, " \t") {
+			return nil, fmt.Errorf("tag %q: a surrogate key never holds a space or tab", p.Tag)
+		}
 	case p.URL != "":
 		return parseAbsURL("url", p.URL)
 	case p.Prefix != "":
@@ -229,6 +252,11 @@ func (h *Handler) purge(ctx context.Context, req purgeRequest, u *url.URL) purge
 		err = h.urlKeys(ctx, u, &ks)
 	case req.Tag != "":
 		err = h.tagKeys(ctx, req.Tag, &ks)
+	case req.Group != "":
+		var origins []string
+		if origins, err = h.groupOrigins(req.Origin); err == nil {
+			err = h.groupKeys(ctx, req.Group, origins, &ks)
+		}
 	case req.Prefix != "":
 		err = h.walkKeys(ctx, []string{h.scope + normalizePrefix(req.Prefix)}, nil, &ks)
 	case req.Host != "":
@@ -242,6 +270,10 @@ func (h *Handler) purge(ctx context.Context, req purgeRequest, u *url.URL) purge
 		switch {
 		case req.Tag != "":
 			inv.Prefix, inv.Tag = h.scope, req.Tag
+		case req.Group != "":
+			origins, _ := h.groupOrigins(req.Origin) // checked above
+			inv.Prefix, inv.Tag = h.scope, h.announceGroup(req.Group, origins)
+			h.countGroupInvalidation(groupSourcePurge)
 		case req.Prefix != "":
 			inv.Prefix = h.scope + normalizePrefix(req.Prefix)
 		case req.Host != "":
