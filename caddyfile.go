@@ -61,6 +61,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		store_set_cookie
 //		stale_while_revalidate <duration>
 //		stale_if_error <duration>
+//		refresh_ahead <percentage|fraction|duration>
+//		refresh_ahead_concurrency <n>
 //		targeted_fields <fields...>
 //		forward_targeted
 //		name <name>
@@ -134,6 +136,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.StaleWhileRevalidate, err = caddyopt.Duration(d, caddyopt.NoZero)
 		case "stale_if_error":
 			h.StaleIfError, err = caddyopt.Duration(d, caddyopt.NoZero)
+		case "refresh_ahead":
+			err = h.parseRefreshAheadOption(d)
+		case "refresh_ahead_concurrency":
+			h.RefreshAheadConcurrency, err = caddyopt.Int(d, caddyopt.NoZero)
 		case "targeted_fields":
 			h.TargetedFields = d.RemainingArgs()
 			if len(h.TargetedFields) == 0 {
@@ -175,6 +181,7 @@ var (
 		"storage", "memory", "ttl", "cache_control", "request_cache_control",
 		"methods", "status", "key", "max_entry_size", "max_variants", "lock_timeout", "storage_timeout", "invalidation_interval",
 		"status_header", "store_set_cookie", "stale_while_revalidate", "stale_if_error",
+		"refresh_ahead", "refresh_ahead_concurrency",
 		"targeted_fields", "forward_targeted", "name", "surrogate_keys", "purge",
 	}
 	keyOptions           = []string{"ignore_query", "headers", "cookies", "template"}

@@ -42,6 +42,9 @@ type explainResult struct {
 	Reason string `json:"reason"`
 	// Entry describes the stored response the decision is about.
 	Entry *entryInfo `json:"entry,omitempty"`
+	// RefreshFrom is, with refresh_ahead, when hits on the fresh entry
+	// start refreshing it in the background (now when they already do).
+	RefreshFrom time.Time `json:"refresh_from,omitzero"`
 }
 
 // explainRequest builds the request explain evaluates.
@@ -165,6 +168,10 @@ func (h *Handler) explain(ctx context.Context, r *http.Request) explainResult {
 		res.Reason = fmt.Sprintf("fresh: age %ds of %s, ttl %ds", int64(age/time.Second), life, int64((e.Lifetime-age)/time.Second))
 		if e.Status >= 200 && e.Status < 300 && policy.ClientNotModified(r.Header, e.Header) {
 			res.Reason += "; the client's validators match: 304 Not Modified"
+		}
+		if why, from := h.refreshExplanation(e, age, now); why != "" {
+			res.Reason += "; " + why
+			res.RefreshFrom = from
 		}
 		return res
 	case policy.UseStale:

@@ -201,7 +201,7 @@ func (x *exchange) serve() error {
 		use, why, age := h.reuse(e, x.reqCC, x.now)
 		switch use {
 		case policy.UseFresh:
-			return x.serveStored(e, age, statusHit, "")
+			return x.serveStored(e, age, statusHit, x.refreshAhead(e, age)) // refresh.go
 		case policy.UseStale:
 			return x.serveStored(e, age, statusStale, why)
 		case policy.UseStaleRevalidate:
@@ -281,11 +281,24 @@ func (x *exchange) useStale(e *storage.Entry) {
 // for the key. It runs with its own replacer and a copy of the request's
 // variables, detached from the client's connection.
 func (x *exchange) revalidateInBackground(e *storage.Entry) {
+	x.refreshInBackground(e, "background revalidation", nil)
+}
+
+// refreshInBackground is revalidateInBackground with the detail of the
+// background exchange and, when slots is not nil, a bound on concurrent
+// refreshes: one starts only with a free slot, held until it ends
+// (refresh.go). It reports whether one started, and whether it was skipped
+// for want of a slot.
+func (x *exchange) refreshInBackground(e *storage.Entry, detail string, slots chan struct{}) (started, skipped bool) {
 	h := x.h
 	fk := x.storedKey // one refresh per variant
 	f, leader := h.flights.join(fk)
 	if !leader {
-		return
+		return false, false
+	}
+	if !takeSlot(slots) {
+		h.flights.release(fk, f)
+		return false, true
 	}
 	r := x.r.Clone(context.WithoutCancel(x.r.Context()))
 	r.Method = http.MethodGet
@@ -305,10 +318,11 @@ func (x *exchange) revalidateInBackground(e *storage.Entry) {
 	r = r.WithContext(context.WithValue(r.Context(), caddyhttp.OriginalRequestCtxKey, *originalRequest(x.r)))
 	bx := &exchange{
 		h: h, w: newBackgroundWriter(), r: r, next: x.next, repl: repl, key: x.key,
-		storedKey: x.storedKey, fwd: "stale", detail: "background revalidation",
+		storedKey: x.storedKey, fwd: "stale", detail: detail,
 	}
 	bx.useStale(e)
 	go func() {
+		defer releaseSlot(slots)
 		defer h.flights.release(fk, f)
 		defer func() {
 			if v := recover(); v != nil && v != http.ErrAbortHandler {
@@ -321,6 +335,7 @@ func (x *exchange) revalidateInBackground(e *storage.Entry) {
 			}
 		}
 	}()
+	return true, false
 }
 
 // refreshHeader is the request header of a background refresh of e: the

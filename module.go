@@ -163,6 +163,19 @@ type Handler struct {
 	// origin says so).
 	StaleIfError caddy.Duration `json:"stale_if_error,omitempty"`
 
+	// RefreshAhead turns on refresh-ahead: a hit on a fresh response in
+	// the last part of its freshness lifetime starts one background
+	// refresh of it (conditional when it has a validator), so that popular
+	// responses are renewed before they expire. A percentage ("10%") or a
+	// fraction ("0.1") of the lifetime, or a duration ("30s", capped at
+	// half the lifetime). Default: off. See refresh.go.
+	RefreshAhead string `json:"refresh_ahead,omitempty"`
+
+	// RefreshAheadConcurrency bounds the background refreshes that
+	// RefreshAhead runs at once; a hit that finds them all busy starts
+	// none. Default: 8.
+	RefreshAheadConcurrency int `json:"refresh_ahead_concurrency,omitempty"`
+
 	// TargetedFields are the targeted cache-control fields (RFC 9213) this
 	// cache obeys, in order of precedence, before Cache-Control. They are
 	// removed from responses sent to clients unless ForwardTargeted is set.
@@ -224,6 +237,11 @@ type Handler struct {
 	health       *storeHealth // storecalls.go
 	now          func() time.Time
 	ops          *ops // registry name, metrics, tags, purge (registry.go)
+
+	// refresh-ahead (refresh.go)
+	refreshFrac  float64       // refresh_ahead as a fraction of the lifetime, or
+	refreshDur   time.Duration // as a duration
+	refreshSlots chan struct{} // refresh_ahead_concurrency; nil when refresh-ahead is off
 }
 
 // TTLRule is one per-URL lifetime rule.
@@ -456,6 +474,7 @@ func (h *Handler) applyDefaults() error {
 		h.cacheable = func(s int) bool { return set[s] }
 	}
 	h.ignoreCC = h.CacheControl == "ignore"
+	h.setupRefreshAhead()
 	for i := range h.TTLRules {
 		if err := h.TTLRules[i].parse(); err != nil {
 			return err
@@ -512,6 +531,9 @@ func (h *Handler) Validate() error {
 	}
 	if strings.ContainsAny(h.StatusHeader, " ;,\"=\t") {
 		return fmt.Errorf("status_header %q: must be a token (no spaces, quotes, ';', ',' or '=')", h.StatusHeader)
+	}
+	if err := h.validateRefreshAhead(); err != nil {
+		return err
 	}
 	if err := h.validateOps(); err != nil {
 		return err
