@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseGroups(t *testing.T) {
@@ -287,4 +288,37 @@ func TestCacheCommandPurgeGroup(t *testing.T) {
 	if code := admin(t, http.MethodPost, "/cache/purge", map[string]any{"group": "g", "origin": "nope"}, &ans); code != http.StatusBadRequest {
 		t.Fatalf("bad origin: %d %v", code, ans)
 	}
+}
+
+// A 304 that answers a revalidation updates the stored header (RFC 9111
+// §4.3.4), its Cache-Groups included: the entry moves to the new groups.
+func TestCacheGroupsUpdatedBy304(t *testing.T) {
+	env := newEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		if r.Method == http.MethodPost {
+			w.Header().Set("Cache-Group-Invalidation", r.URL.Query().Get("inv"))
+			return nil
+		}
+		w.Header()["Date"] = nil
+		w.Header().Set("ETag", `"e"`)
+		w.Header().Set("Cache-Control", "max-age=10")
+		if r.Header.Get("If-None-Match") == `"e"` {
+			w.Header().Set("Cache-Groups", `"new"`)
+			w.WriteHeader(http.StatusNotModified)
+			return nil
+		}
+		w.Header().Set("Cache-Groups", `"old"`)
+		fmt.Fprintf(w, "body-%d", n)
+		return nil
+	})
+	env.get("/a")
+	env.clock.Advance(20 * time.Second)
+	r := env.get("/a")
+	wantStatus(t, r, "fwd-status=304")
+	if cg := r.header.Get("Cache-Groups"); cg != `"new"` {
+		t.Fatalf("Cache-Groups after the 304: %q", cg)
+	}
+	env.do(http.MethodPost, "/x?inv=%22old%22")
+	wantStatus(t, env.get("/a"), "hit")
+	env.do(http.MethodPost, "/x?inv=%22new%22")
+	wantStatus(t, env.get("/a"), "fwd=uri-miss")
 }

@@ -1025,7 +1025,7 @@ func (x *exchange) freshen(c *capture) error {
 		Lifetime:     lifetime,
 		Vary:         old.Vary,
 		VaryRequest:  old.VaryRequest,
-		Tags:         old.Tags,
+		Tags:         withGroups(surrogateTags(old.Tags), merged, u), // a 304 may change Cache-Groups
 	}
 	h.stampDate(e.Header, now)
 	e.Expires = now.Add(lifetime - initialAge + policy.KeepFor(merged, respCC, h.defaults(), DefaultRevalidateKeep))
