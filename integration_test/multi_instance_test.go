@@ -124,7 +124,11 @@ func testPurgesReachEveryInstance(t *testing.T, storage string) {
 	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) {
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		w.Header().Set("Surrogate-Key", "group")
+		w.Header().Set("Cache-Groups", `"grp"`)
 		if r.Method != http.MethodGet {
+			if r.URL.Path == "/g-inv" {
+				w.Header().Set("Cache-Group-Invalidation", `"grp"`)
+			}
 			fmt.Fprint(w, "done")
 			return
 		}
@@ -146,6 +150,13 @@ func testPurgesReachEveryInstance(t *testing.T, storage string) {
 				t.Fatalf("POST: %d", r.status)
 			}
 		}},
+		{"Cache-Group-Invalidation", "/g", func(string) {
+			r := do(t, http.MethodPost, fmt.Sprintf("http://%s:%d/g-inv", c.binds[0], c.port), "Host", clusterHost)
+			if r.status != http.StatusOK {
+				t.Fatalf("POST: %d", r.status)
+			}
+		}},
+		{"group", "/g2", func(string) { c.purge(0, map[string]any{"group": "grp"}) }},
 	}
 	for _, s := range steps {
 		c.warm(s.path)
