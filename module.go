@@ -168,8 +168,9 @@ type Handler struct {
 	// refresh of it (conditional when it has a validator), so that popular
 	// responses are renewed before they expire. A percentage ("10%") or a
 	// fraction ("0.1") of the lifetime, or a duration ("30s", capped at
-	// half the lifetime). Default: off. See refresh.go.
-	RefreshAhead string `json:"refresh_ahead,omitempty"`
+	// half the lifetime). In JSON a string, or a number for a fraction
+	// (0.1). Default: off. See refresh.go.
+	RefreshAhead RefreshAhead `json:"refresh_ahead,omitempty"`
 
 	// RefreshAheadConcurrency bounds the background refreshes that
 	// RefreshAhead runs at once; a hit that finds them all busy starts

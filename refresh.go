@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -28,6 +29,25 @@ import (
 // A duration is capped at half the lifetime: with `30s` and max-age=20, the
 // last 10 s. Without the cap, every hit on a just-refreshed entry would
 // start the next refresh.
+
+// RefreshAhead is the refresh_ahead option: "10%", "0.1" or "30s"; in
+// JSON also a bare number (0.1).
+type RefreshAhead string
+
+// UnmarshalJSON accepts a string or a number.
+func (r *RefreshAhead) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*r = RefreshAhead(s)
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("refresh_ahead: want a string (\"10%%\", \"0.1\", \"30s\") or a fraction, got %s", b)
+	}
+	*r = RefreshAhead(n.String())
+	return nil
+}
 
 // DefaultRefreshAheadConcurrency bounds the concurrent refresh-ahead
 // requests of one handler.
@@ -67,7 +87,7 @@ func parseRefreshAhead(s string) (frac float64, window time.Duration, err error)
 // validateRefreshAhead checks the refresh-ahead options.
 func (h *Handler) validateRefreshAhead() error {
 	if h.RefreshAhead != "" {
-		if _, _, err := parseRefreshAhead(h.RefreshAhead); err != nil {
+		if _, _, err := parseRefreshAhead(string(h.RefreshAhead)); err != nil {
 			return fmt.Errorf("refresh_ahead %q: %v", h.RefreshAhead, err)
 		}
 	}
@@ -86,7 +106,7 @@ func (h *Handler) setupRefreshAhead() {
 	if h.RefreshAhead == "" {
 		return
 	}
-	h.refreshFrac, h.refreshDur, _ = parseRefreshAhead(h.RefreshAhead)
+	h.refreshFrac, h.refreshDur, _ = parseRefreshAhead(string(h.RefreshAhead))
 	n := h.RefreshAheadConcurrency
 	if n == 0 {
 		n = DefaultRefreshAheadConcurrency
@@ -190,6 +210,6 @@ func (h *Handler) parseRefreshAheadOption(d *caddyfile.Dispenser) error {
 	if _, _, err := parseRefreshAhead(raw); err != nil {
 		return d.Errf("refresh_ahead %q: %v", raw, err)
 	}
-	h.RefreshAhead = raw
+	h.RefreshAhead = RefreshAhead(raw)
 	return nil
 }

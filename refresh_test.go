@@ -45,6 +45,7 @@ func TestParseRefreshAhead(t *testing.T) {
 
 func TestRefreshAheadValidate(t *testing.T) {
 	for cfg, want := range map[string]string{
+		`{"refresh_ahead": 2}`:                                      `refresh_ahead "2"`,
 		`{"refresh_ahead": "2"}`:                                    `refresh_ahead "2"`,
 		`{"refresh_ahead_concurrency": 4}`:                          "set refresh_ahead too",
 		`{"refresh_ahead": "10%", "refresh_ahead_concurrency": -1}`: "refresh_ahead_concurrency must be positive",
@@ -67,6 +68,13 @@ func TestRefreshWindow(t *testing.T) {
 	}
 	if w := h.refreshWindow(10 * time.Minute); w != 30*time.Second {
 		t.Fatalf("30s of 10m: %v", w)
+	}
+	h = new(Handler)
+	if err := json.Unmarshal([]byte(`{"refresh_ahead": 0.1}`), h); err != nil || h.RefreshAhead != "0.1" {
+		t.Fatalf("refresh_ahead as a JSON number: %v %q", err, h.RefreshAhead)
+	}
+	if err := json.Unmarshal([]byte(`{"refresh_ahead": true}`), h); err == nil {
+		t.Fatal("refresh_ahead true accepted")
 	}
 	h = &Handler{RefreshAhead: "10%"}
 	h.setupRefreshAhead()
