@@ -157,7 +157,7 @@ func (h *Handler) explain(ctx context.Context, r *http.Request) explainResult {
 	}
 	res.Entry = &info
 
-	use, why, age := h.reuse(e, reqCC, now)
+	use, why, age := h.reuse(e, h.prepare(e), reqCC, now)
 	life := h.lifetimeLabel(e)
 	switch use {
 	case policy.UseFresh:

@@ -453,8 +453,8 @@ func (h *Handler) importEntry(ctx context.Context, key string, e *storage.Entry)
 		for i, v := range e.Variants {
 			e.Variants[i] = h.scope + v
 		}
-	} else if h.isMemory {
-		e.Prepared = h.prepare(e)
+	} else {
+		h.prepareStored(key, e)
 	}
 	out := outImported
 	next := func(old *storage.Entry) *storage.Entry {
@@ -544,6 +544,5 @@ func (h *Handler) importMerge(old, e *storage.Entry) (*storage.Entry, importOutc
 	if len(idx.Variants) == len(old.Variants) && idx.Expires.Equal(old.Expires) {
 		return nil, outNewer
 	}
-	idx.Prepared = nil
 	return &idx, outImported
 }
