@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -237,7 +237,7 @@ func describeVary(names []string, vals map[string]string) string {
 		for k := range vals {
 			keys = append(keys, k)
 		}
-		sort.Strings(keys)
+		slices.Sort(keys)
 		names = keys
 	}
 	parts := make([]string, len(names))

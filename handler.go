@@ -886,7 +886,7 @@ func (x *exchange) store(body []byte) error {
 	e.BodySize = int64(len(body))
 	ctx, cancel := h.storageContext(context.WithoutCancel(x.r.Context()))
 	defer cancel()
-	if n := len(x.indexVary); n > 0 && x.indexVary[n-1] == rewriteField && !contains(e.Vary, rewriteField) &&
+	if n := len(x.indexVary); n > 0 && x.indexVary[n-1] == rewriteField && !slices.Contains(e.Vary, rewriteField) &&
 		slices.Equal(x.indexVary[:n-1], e.Vary) {
 		// The URL has rewritten variants: the response to the request
 		// without a rewrite joins them (rewritten target "") instead of

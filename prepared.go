@@ -3,7 +3,7 @@ package cache
 import (
 	"net/http"
 	"runtime"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,7 +66,7 @@ func (h *Handler) prepare(e *storage.Entry) *prepared {
 			p.keys = append(p.keys, k)
 		}
 	}
-	sort.Strings(p.keys)
+	slices.Sort(p.keys)
 	for _, k := range p.keys {
 		vs := e.Header[k]
 		p.vals = append(p.vals, vs)

@@ -8,7 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -416,7 +416,7 @@ func (d *Dir) maintain(ctx context.Context) (removed int64, err error) {
 	}
 	if max := d.maxSize.Load(); max > 0 && total > max {
 		target := max / 10 * 9
-		sort.Slice(live, func(i, j int) bool { return live[i].mtime.Before(live[j].mtime) })
+		slices.SortFunc(live, func(a, b fileInfo) int { return a.mtime.Compare(b.mtime) })
 		kept := live[:0]
 		for _, fi := range live {
 			if total > target && removeIfUnchanged(fi) {
