@@ -899,7 +899,6 @@ func (x *exchange) store(body []byte) error {
 		key, vals = h.variantKey(x.key, e.Vary, x.r)
 		e.VaryRequest = vals
 	}
-	h.prepareStored(key, e)
 	if err := h.put(ctx, key, e); err != nil {
 		return err
 	}
@@ -943,7 +942,6 @@ func (x *exchange) freshen(c *capture) error {
 	why := h.notReusable(x, old, merged, respCC, forced, ruleNoStore)
 	ctx, cancel := h.storageContext(context.WithoutCancel(x.r.Context()))
 	if why == "" {
-		h.prepareStored(x.storedKey, e)
 		_ = h.put(ctx, x.storedKey, e)
 	} else {
 		_ = h.del(ctx, x.storedKey)

@@ -80,26 +80,22 @@ func (h *Handler) prepare(e *storage.Entry) *prepared {
 	return p
 }
 
-// preparedOf returns the prepared data of the entry stored under key,
-// deriving it when none was kept for this very entry (it came back from
-// bytes, or key is "").
+// preparedOf returns the prepared data of the entry stored under key. When
+// the store holds entries in process memory (the memory store, the hot
+// tier) and so returns this very entry to later hits, the data is derived
+// on the first use and kept; otherwise (the entry came back from bytes, or
+// key is "") it is derived for this use alone. Entries that are never hit
+// cost nothing.
 func (h *Handler) preparedOf(key string, e *storage.Entry) *prepared {
-	if key != "" {
-		if p := h.preps.load(key, e); p != nil {
-			return p
-		}
+	if key == "" || (!h.isMemory && h.hot == nil) {
+		return h.prepare(e)
 	}
-	return h.prepare(e)
-}
-
-// prepareStored derives the prepared data of an entry about to be stored
-// under key and, when the store holds entries in process memory (the
-// memory store, the hot tier) and so returns this very entry to hits,
-// keeps it for them.
-func (h *Handler) prepareStored(key string, e *storage.Entry) {
-	if h.isMemory || h.hot != nil {
-		h.preps.store(key, e, h.prepare(e))
+	if p := h.preps.load(key, e); p != nil {
+		return p
 	}
+	p := h.prepare(e)
+	h.preps.store(key, e, p)
+	return p
 }
 
 // prepCache keeps the prepared data of entries held in process memory,

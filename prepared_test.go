@@ -16,16 +16,18 @@ func preparedEntry(etag string) *storage.Entry {
 	}
 }
 
-// The prepared data of an entry kept in memory is derived once and found
-// by its key for that very entry only; once the store drops the entry and
+// The prepared data of an entry kept in memory is derived on its first use
+// and then found by its key, for that very entry only; once the store drops the entry and
 // it is collected, its slot goes too.
 func TestPreparedKeptPerEntry(t *testing.T) {
 	h := &Handler{isMemory: true, preps: &prepCache{}}
 	e := preparedEntry(`"a"`)
-	h.prepareStored("k", e)
+	if h.preps.load("k", e) != nil {
+		t.Fatal("prepared data kept before the entry was used")
+	}
 	p1, p2 := h.preparedOf("k", e), h.preparedOf("k", e)
 	if p1 != p2 || h.preps.load("k", e) == nil {
-		t.Fatal("the prepared data of a stored entry is derived again on use")
+		t.Fatal("the prepared data of an entry in memory is derived again on the next use")
 	}
 	if p1.cc.MaxAge != 60*time.Second || !p1.validator {
 		t.Fatalf("prepared data %+v does not describe the entry", p1)
@@ -61,7 +63,9 @@ func TestPreparedKeptPerEntry(t *testing.T) {
 func TestPreparedNotKeptForEncodedStores(t *testing.T) {
 	h := &Handler{preps: &prepCache{}}
 	e := preparedEntry(`"a"`)
-	h.prepareStored("k", e)
+	if p1, p2 := h.preparedOf("k", e), h.preparedOf("k", e); p1 == p2 {
+		t.Fatal("prepared data reused for a store that returns decoded copies")
+	}
 	if _, ok := h.preps.m.Load("k"); ok {
 		t.Fatal("prepared data kept for a store that returns decoded copies")
 	}

@@ -453,8 +453,6 @@ func (h *Handler) importEntry(ctx context.Context, key string, e *storage.Entry)
 		for i, v := range e.Variants {
 			e.Variants[i] = h.scope + v
 		}
-	} else {
-		h.prepareStored(key, e)
 	}
 	out := outImported
 	next := func(old *storage.Entry) *storage.Entry {
