@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -74,7 +75,7 @@ func parseGroups(lines []string) []string {
 			continue // an inner list
 		}
 		s, ok := v.(string)
-		if !ok || s == "" || len(s) > maxGroupNameLen || contains(out, s) {
+		if !ok || s == "" || len(s) > maxGroupNameLen || slices.Contains(out, s) {
 			continue
 		}
 		if len(out) == maxGroupsPerResponse {
@@ -148,7 +149,7 @@ func entryGroups(tags []string) []string {
 			continue
 		}
 		origin, name, _ := strings.Cut(rest, " ")
-		if origin != anyOrigin && !contains(out, name) {
+		if origin != anyOrigin && !slices.Contains(out, name) {
 			out = append(out, name)
 		}
 	}
