@@ -901,11 +901,15 @@ func (s *suite) tagIndex(t *testing.T) {
 		return e
 	}
 	mustPut(t, st, "a", tagged("a", "shared", "only-a"))
-	mustPut(t, st, "b", tagged("b", "shared", "ünïcödé tag"))
-	mustPut(t, st, "c", tagged("c", "other"))
+	// the handler records cache groups as tags of this shape: spaces, a
+	// URL, and names with characters that are special to LIKE and globs
+	mustPut(t, st, "b", tagged("b", "shared", "ünïcödé tag", `cache-group https://a.example:8443 50%_off *[x] "q"`))
+	mustPut(t, st, "c", tagged("c", "other", "cache-group * 50%_off"))
 	mustPut(t, st, "d", tagged("d"))
 	for tag, want := range map[string][]string{
 		"shared": {"a", "b"}, "only-a": {"a"}, "ünïcödé tag": {"b"}, "other": {"c"},
+		`cache-group https://a.example:8443 50%_off *[x] "q"`: {"b"}, "cache-group * 50%_off": {"c"},
+		"cache-group * 50%": {}, "cache-group * 50__off": {}, `cache-group * 50%_off *[x] "q"`: {},
 	} {
 		got := keys(tag)
 		for _, k := range want {
