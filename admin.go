@@ -234,6 +234,9 @@ type entryInfo struct {
 	// VaryNames and Variants describe a Vary index.
 	VaryNames  []string    `json:"vary_names,omitempty"`
 	Variants   []string    `json:"variants,omitempty"`
+	// Ranges lists the stored parts of a partial entry (status 206),
+	// e.g. "bytes 0-99/1000".
+	Ranges     []string    `json:"ranges,omitempty"`
 	Header     http.Header `json:"header,omitempty"`
 	Body       *string     `json:"body,omitempty"`
 	BodyBase64 *string     `json:"body_base64,omitempty"`
@@ -255,6 +258,9 @@ func (h *Handler) entryInfo(key string, e *storage.Entry, now time.Time) entryIn
 		info.Kind, info.Status, info.VaryNames, info.Vary = "vary-index", 0, e.Vary, nil
 		info.Variants = displayKeys(unscopedKeys(e.Variants))
 		return info
+	}
+	if e.Status == http.StatusPartialContent {
+		info.Ranges = e.Header["Content-Range"]
 	}
 	info.StoredAt = e.ResponseTime
 	info.FreshUntil = e.ResponseTime.Add(e.Lifetime - e.InitialAge)
