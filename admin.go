@@ -232,8 +232,8 @@ type entryInfo struct {
 	// Vary holds the selecting request header values of a variant.
 	Vary map[string]string `json:"vary,omitempty"`
 	// VaryNames and Variants describe a Vary index.
-	VaryNames  []string    `json:"vary_names,omitempty"`
-	Variants   []string    `json:"variants,omitempty"`
+	VaryNames []string `json:"vary_names,omitempty"`
+	Variants  []string `json:"variants,omitempty"`
 	// Ranges lists the stored parts of a partial entry (status 206),
 	// e.g. "bytes 0-99/1000".
 	Ranges     []string    `json:"ranges,omitempty"`
