@@ -183,7 +183,7 @@ func (h *Handler) explain(ctx context.Context, r *http.Request) explainResult {
 	case policy.UseStaleRevalidate:
 		res.Outcome = outcomeStale
 		res.Reason = fmt.Sprintf("served stale (stale-while-revalidate): %s exceeded by %ds; one background request revalidates it",
-			life, int64((age-e.Lifetime)/time.Second))
+			life, int64((age-e.Lifetime)/time.Second)) + parts
 		return res
 	}
 	if age >= e.Lifetime && strings.HasPrefix(why, "stale by ") {

@@ -316,3 +316,21 @@ func TestPartialMaxParts(t *testing.T) {
 	wantStatus(t, env.get("/f", "Range", "bytes=90-90"), "hit")
 	wantStatus(t, env.get("/f", "Range", "bytes=0-0"), "fwd=partial")
 }
+
+// explain describes a partial entry: the ranges stored, and whether the
+// request's range is served from them.
+func TestPartialExplain(t *testing.T) {
+	o := newRangeOrigin(100)
+	env := opsEnv(t, "", o.serve)
+	env.get("/f", "Range", "bytes=0-9")
+	env.get("/f", "Range", "bytes=50-59")
+	r := explainOne(t, env, "/f", "Range", "bytes=2-5")
+	wantExplain(t, r, "hit", "served from the stored parts (partial: bytes 0-9, 50-59 of 100 stored)")
+	if r.Entry == nil || r.Entry.Status != http.StatusPartialContent ||
+		strings.Join(r.Entry.Ranges, ",") != "bytes 0-9/100,bytes 50-59/100" {
+		t.Fatalf("entry %+v", r.Entry)
+	}
+	wantExplain(t, explainOne(t, env, "/f", "Range", "bytes=5-55"), "miss", "range not stored")
+	wantExplain(t, explainOne(t, env, "/f"), "miss", "no Range: only parts are stored")
+	wantExplain(t, explainOne(t, env, "/f", "Range", "bytes=0-1", "If-Range", `"v0"`), "miss", "If-Range does not match")
+}
