@@ -334,3 +334,70 @@ func TestPartialExplain(t *testing.T) {
 	wantExplain(t, explainOne(t, env, "/f"), "miss", "no Range: only parts are stored")
 	wantExplain(t, explainOne(t, env, "/f", "Range", "bytes=0-1", "If-Range", `"v0"`), "miss", "If-Range does not match")
 }
+
+// Stale parts: stale-while-revalidate refreshes them in the background for
+// the range they answered; stale-if-error serves the range from them.
+func TestPartialStale(t *testing.T) {
+	t.Run("stale-while-revalidate", func(t *testing.T) {
+		o := newRangeOrigin(100)
+		o.cc = "max-age=10, stale-while-revalidate=600"
+		var inm sync.Map
+		env := newEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+			inm.Store(n, r.Header.Get("If-None-Match"))
+			return o.serve(w, r, n)
+		})
+		env.get("/f", "Range", "bytes=0-49")
+		env.clock.Advance(20 * time.Second)
+		r := env.get("/f", "Range", "bytes=0-9")
+		wantStatus(t, r, "stale-while-revalidate")
+		wantPart(t, r, o.body, 0, 9)
+		deadline := time.Now().Add(10 * time.Second)
+		for env.hits.Load() < 2 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		env.wantHits(2)
+		if v, _ := inm.Load(int64(2)); v != `"v1"` || o.lastRange() != "bytes=0-9" {
+			t.Fatalf("background refresh sent If-None-Match %q, Range %q", v, o.lastRange())
+		}
+		// the 304 freshened the parts (wait for the write to land)
+		for time.Now().Before(deadline) {
+			if strings.Contains(env.get("/f", "Range", "bytes=20-29").header.Get("Cache-Status"), "hit;") {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		r = env.get("/f", "Range", "bytes=20-29")
+		wantStatus(t, r, "hit;")
+		wantPart(t, r, o.body, 20, 29)
+	})
+	t.Run("stale-if-error", func(t *testing.T) {
+		o := newRangeOrigin(100)
+		o.cc = "max-age=10, stale-if-error=600"
+		env := newEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+			if n > 1 {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return nil
+			}
+			return o.serve(w, r, n)
+		})
+		env.get("/f", "Range", "bytes=0-49")
+		env.clock.Advance(20 * time.Second)
+		r := env.get("/f", "Range", "bytes=5-14")
+		wantStatus(t, r, "stale-if-error")
+		wantPart(t, r, o.body, 5, 14)
+	})
+}
+
+// RFC 9110 §13.1.2: a client's If-None-Match that matches the stored
+// parts' ETag gets a 304 for a range they hold.
+func TestPartialClientConditional(t *testing.T) {
+	o := newRangeOrigin(100)
+	env := newEnv(t, "", o.serve)
+	env.get("/f", "Range", "bytes=0-49")
+	r := env.get("/f", "Range", "bytes=0-9", "If-None-Match", `"v1"`)
+	if r.status != http.StatusNotModified {
+		t.Fatalf("status %d, want 304", r.status)
+	}
+	wantStatus(t, r, "hit")
+	env.wantHits(1)
+}
