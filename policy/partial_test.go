@@ -175,10 +175,18 @@ func TestSameStrongValidator(t *testing.T) {
 		{"9111 3.4 different ETags do not", http.Header{"Etag": {`"a"`}}, http.Header{"Etag": {`"b"`}}, false},
 		{"9111 3.4 weak ETags do not", http.Header{"Etag": {`W/"a"`}}, http.Header{"Etag": {`W/"a"`}}, false},
 		{"9111 3.4 no validator does not", http.Header{}, http.Header{}, false},
-		{"9111 3.4 equal strong Last-Modified combine", http.Header{"Last-Modified": {modified}, "Date": {date}},
-			http.Header{"Last-Modified": {modified}, "Date": {"Thu, 01 Jan 2026 00:05:00 GMT"}}, true},
-		{"an ETag and a Last-Modified are not the same validator", http.Header{"Etag": {`"a"`}},
-			http.Header{"Last-Modified": {modified}, "Date": {date}}, false},
+		{
+			"9111 3.4 equal strong Last-Modified combine",
+			http.Header{"Last-Modified": {modified}, "Date": {date}},
+			http.Header{"Last-Modified": {modified}, "Date": {"Thu, 01 Jan 2026 00:05:00 GMT"}},
+			true,
+		},
+		{
+			"an ETag and a Last-Modified are not the same validator",
+			http.Header{"Etag": {`"a"`}},
+			http.Header{"Last-Modified": {modified}, "Date": {date}},
+			false,
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
