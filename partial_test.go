@@ -2,6 +2,7 @@ package cache
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -400,4 +401,49 @@ func TestPartialClientConditional(t *testing.T) {
 	}
 	wantStatus(t, r, "hit")
 	env.wantHits(1)
+}
+
+// Stored parts whose Content-Range values do not describe the stored body
+// are a miss, never served and never a 500; the next part replaces them.
+func TestPartialCorruptIsAMiss(t *testing.T) {
+	o := newRangeOrigin(100)
+	env := newEnv(t, "", o.serve)
+	env.get("/f", "Range", "bytes=0-49")
+	ctx := context.Background()
+	key := env.h.cacheKey(reqFor(env, "/f"))
+	e, err := env.h.store.Get(ctx, key)
+	if err != nil || e.Status != http.StatusPartialContent {
+		t.Fatalf("stored: %v %+v", err, e)
+	}
+	bad := *e
+	bad.Header = e.Header.Clone()
+	bad.Header["Content-Range"] = []string{"bytes 0-99/100"} // the body holds 50 bytes
+	bad.Prepared = nil
+	if err := env.h.store.Put(ctx, key, &bad); err != nil {
+		t.Fatal(err)
+	}
+	r := env.get("/f", "Range", "bytes=0-9")
+	wantStatus(t, r, "fwd=partial")
+	wantPart(t, r, o.body, 0, 9)
+	r = env.get("/f", "Range", "bytes=0-9")
+	wantStatus(t, r, "hit")
+	wantPart(t, r, o.body, 0, 9)
+	env.wantHits(2)
+}
+
+// Parts of a varying response are stored per variant.
+func TestPartialVary(t *testing.T) {
+	o := newRangeOrigin(100)
+	env := newEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		w.Header().Set("Vary", "Accept-Language")
+		return o.serve(w, r, n)
+	})
+	wantStatus(t, env.get("/f", "Range", "bytes=0-9", "Accept-Language", "en"), "stored")
+	r := env.get("/f", "Range", "bytes=2-5", "Accept-Language", "en")
+	wantStatus(t, r, "hit")
+	wantPart(t, r, o.body, 2, 5)
+	wantStatus(t, env.get("/f", "Range", "bytes=2-5", "Accept-Language", "de"), "fwd=vary-miss")
+	wantStatus(t, env.get("/f", "Range", "bytes=10-19", "Accept-Language", "en"), "fwd=partial")
+	wantPart(t, env.get("/f", "Range", "bytes=0-19", "Accept-Language", "en"), o.body, 0, 19)
+	env.wantHits(3)
 }
