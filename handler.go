@@ -176,7 +176,6 @@ type exchange struct {
 
 	// what the lookup found
 	stored    *storage.Entry // usable stored response (maybe stale)
-	partial   *storage.Entry // stored parts (a 206 entry) that cannot answer the request: combined with a 206 answer
 	storedKey string         // its key: key, or a variant key
 	fwd       string         // RFC 9211 fwd reason when forwarding
 	detail    string
@@ -430,7 +429,7 @@ func (x *exchange) find(ctx context.Context, hotOnly bool) (*storage.Entry, stri
 	}
 	if e.Status == http.StatusPartialContent {
 		if why := partialUse(x.r, e); why != "" {
-			x.partial, x.detail = e, why
+			x.detail = why // forwarded as it came; a 206 answer is combined with the parts (store)
 			return nil, "", "partial", nil
 		}
 	}
@@ -898,16 +897,6 @@ func (x *exchange) store(body []byte) error {
 	if body == nil {
 		body = []byte{}
 	}
-	if e.Status == http.StatusPartialContent {
-		var err error
-		if e, err = x.combineParts(e, body); err != nil {
-			return err
-		}
-		body = e.Body
-	}
-	e.Body = body
-	e.BodySize = int64(len(body))
-	e.Prepared = h.prepare(e)
 	ctx, cancel := h.storageContext(context.WithoutCancel(x.r.Context()))
 	defer cancel()
 	if n := len(x.indexVary); n > 0 && x.indexVary[n-1] == rewriteField && !contains(e.Vary, rewriteField) &&
@@ -923,6 +912,21 @@ func (x *exchange) store(body []byte) error {
 		key, vals = h.variantKey(x.key, e.Vary, x.r)
 		e.VaryRequest = vals
 	}
+	if e.Status == http.StatusPartialContent {
+		unlock, ok := lockParts(ctx, key)
+		if !ok {
+			return ctx.Err()
+		}
+		defer unlock()
+		var err error
+		if e, err = x.combineParts(ctx, key, e, body); err != nil {
+			return err
+		}
+		body = e.Body
+	}
+	e.Body = body
+	e.BodySize = int64(len(body))
+	e.Prepared = h.prepare(e)
 	if err := h.put(ctx, key, e); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"slices"
@@ -25,7 +26,8 @@ import (
 // body is treated as a miss.
 //
 // A later response with the same strong validator is combined with the
-// stored parts (overlapping and adjacent ranges merged); its header fields,
+// parts stored under its key when it arrives (read again under a per-key
+// lock of the process) (overlapping and adjacent ranges merged); its header fields,
 // and so the freshness of the entry, replace the stored ones (§3.4). A part
 // whose validator differs replaces the set. When the parts cover the whole
 // representation the entry becomes a complete 200. An entry holds at most
@@ -219,22 +221,21 @@ func storablePart(hdr http.Header) string {
 // errPartLength: a 206 body whose length is not that of its range.
 var errPartLength = errors.New("206 body length does not match Content-Range")
 
-// combineParts returns the entry to store for a 206 (e, with its body):
-// the part alone, or combined with the stored parts of the same
-// representation (x.partial or x.stale, under the same key), a complete
-// 200 when the parts cover the whole representation.
-func (x *exchange) combineParts(e *storage.Entry, body []byte) (*storage.Entry, error) {
+// combineParts returns the entry to store under key for a 206 (e, with
+// its body): the part alone, or combined with the parts of the same
+// representation stored there now (read again under the key's lock, so
+// that parts fetched at the same time are all kept), a complete 200 when
+// the parts cover the whole representation.
+func (x *exchange) combineParts(ctx context.Context, key string, e *storage.Entry, body []byte) (*storage.Entry, error) {
 	r, complete, _ := policy.ContentRange(e.Header.Get("Content-Range"))
 	if int64(len(body)) != r.Len() {
 		return nil, errPartLength
 	}
 	newest := []policy.Part{{Range: r, Data: body}}
 	parts := newest
-	base := x.partial
-	if base == nil {
-		base = x.stale
-	}
-	if base != nil && slices.Equal(base.Vary, e.Vary) && policy.SameStrongValidator(base.Header, e.Header) {
+	base, err := x.h.get(ctx, key)
+	if err == nil && base.Kind == storage.KindResponse && slices.Equal(base.Vary, e.Vary) &&
+		policy.SameStrongValidator(base.Header, e.Header) {
 		if ps, ok := partsOf(base); ok && ps.body != nil && ps.complete == complete {
 			parts = append(parts, ps.parts()...) // the newest first: its bytes are kept
 		}
@@ -248,6 +249,29 @@ func (x *exchange) combineParts(e *storage.Entry, body []byte) (*storage.Entry, 
 		merged = policy.MergeParts(newest)
 	}
 	return partEntry(e, merged, complete), nil
+}
+
+// partLocks serialise, within the process, the read-combine-write of the
+// parts stored under a key (striped by key, as varyLocks).
+var partLocks = func() (l [64]chan struct{}) {
+	for i := range l {
+		l[i] = make(chan struct{}, 1)
+	}
+	return l
+}()
+
+func lockParts(ctx context.Context, key string) (unlock func(), ok bool) {
+	var sum uint32 = 2166136261 // FNV-1a
+	for i := 0; i < len(key); i++ {
+		sum = (sum ^ uint32(key[i])) * 16777619
+	}
+	l := partLocks[sum%uint32(len(partLocks))]
+	select {
+	case l <- struct{}{}:
+		return func() { <-l }, true
+	case <-ctx.Done():
+		return nil, false
+	}
 }
 
 // partEntry is e holding merged, the parts of a representation of

@@ -447,3 +447,39 @@ func TestPartialVary(t *testing.T) {
 	wantPart(t, env.get("/f", "Range", "bytes=0-19", "Accept-Language", "en"), o.body, 0, 19)
 	env.wantHits(3)
 }
+
+// Parts fetched at the same time are all kept: each is combined with what
+// is stored when it arrives.
+func TestPartialConcurrentParts(t *testing.T) {
+	o := newRangeOrigin(100)
+	env := newEnv(t, "", o.serve)
+	var wg sync.WaitGroup
+	for i := 0; i < 10; i++ {
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodGet, env.srv.URL+"/f", nil)
+			req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", 10*i, 10*i+9))
+			resp, err := env.srv.Client().Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			_ = resp.Body.Close()
+		})
+	}
+	wg.Wait()
+	// a client has the whole answer before the handler has stored it:
+	// wait for the last write (a request without Range would replace
+	// incomplete parts)
+	key := env.h.cacheKey(reqFor(env, "/f"))
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if e, err := env.h.store.Get(context.Background(), key); err == nil && e.Status == http.StatusOK {
+			break
+		}
+	}
+	r := env.get("/f")
+	wantStatus(t, r, "hit")
+	if r.status != http.StatusOK || r.body != string(o.body) {
+		t.Fatalf("after concurrent parts: %d %q", r.status, r.body)
+	}
+	env.wantHits(10)
+}
