@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -166,7 +166,7 @@ func (h *Handler) explain(ctx context.Context, r *http.Request) explainResult {
 		parts = "; the range is served from the stored parts (" + parts + ")"
 	}
 
-	use, why, age := h.reuse(e, reqCC, now)
+	use, why, age := h.reuse(e, h.prepare(e), reqCC, now)
 	life := h.lifetimeLabel(e)
 	switch use {
 	case policy.UseFresh:
@@ -247,7 +247,7 @@ func describeVary(names []string, vals map[string]string) string {
 		for k := range vals {
 			keys = append(keys, k)
 		}
-		sort.Strings(keys)
+		slices.Sort(keys)
 		names = keys
 	}
 	parts := make([]string, len(names))

@@ -185,6 +185,9 @@ type exchange struct {
 	cond        *storage.Entry // stale, when it has validators: revalidated conditionally
 	requestTime time.Time
 	pending     *storage.Entry // response being collected for storing
+
+	prep    *prepared // prepared data of prepFor (see prepared)
+	prepFor *storage.Entry
 }
 
 func (x *exchange) serve() error {
@@ -197,7 +200,7 @@ func (x *exchange) serve() error {
 	}
 
 	if e := x.stored; e != nil {
-		use, why, age := h.reuse(e, x.reqCC, x.now)
+		use, why, age := h.reuse(e, x.prepared(e), x.reqCC, x.now)
 		switch use {
 		case policy.UseFresh:
 			return x.serveStored(e, age, statusHit, "")
@@ -244,12 +247,13 @@ func (x *exchange) serve() error {
 	return x.forward()
 }
 
-// reuse decides what to do with a stored response for a request with the
-// directives reqCC at now, and returns the response's current age: the one
-// decision ServeHTTP acts on and explain reports.
-func (h *Handler) reuse(e *storage.Entry, reqCC policy.Directives, now time.Time) (policy.Use, string, time.Duration) {
+// reuse decides what to do with a stored response (with its prepared data
+// p) for a request with the directives reqCC at now, and returns the
+// response's current age: the one decision ServeHTTP acts on and explain
+// reports.
+func (h *Handler) reuse(e *storage.Entry, p *prepared, reqCC policy.Directives, now time.Time) (policy.Use, string, time.Duration) {
 	age := currentAge(e, now)
-	use, why := policy.Evaluate(age, e.Lifetime, h.reuseDirectives(e), reqCC, h.defaults())
+	use, why := policy.Evaluate(age, e.Lifetime, h.reuseDirectives(p), reqCC, h.defaults())
 	if reqCC.HasMaxAge && reqCC.MaxAge == 0 {
 		// max-age=0 asks for validation even of a response aged 0s
 		use, why = policy.Revalidate, "request max-age=0"
@@ -445,7 +449,7 @@ func currentAge(e *storage.Entry, now time.Time) time.Duration {
 func (x *exchange) serveStored(e *storage.Entry, age time.Duration, status, detail string) error {
 	h := x.h
 	hdr := x.w.Header()
-	h.preparedOf(e).writeHeader(hdr)
+	x.prepared(e).writeHeader(hdr)
 	ageSec := int64(age / time.Second)
 	hdr["Age"] = []string{strconv.FormatInt(ageSec, 10)}
 	ttl := int64((e.Lifetime - age) / time.Second)
@@ -899,7 +903,7 @@ func (x *exchange) store(body []byte) error {
 	}
 	ctx, cancel := h.storageContext(context.WithoutCancel(x.r.Context()))
 	defer cancel()
-	if n := len(x.indexVary); n > 0 && x.indexVary[n-1] == rewriteField && !contains(e.Vary, rewriteField) &&
+	if n := len(x.indexVary); n > 0 && x.indexVary[n-1] == rewriteField && !slices.Contains(e.Vary, rewriteField) &&
 		slices.Equal(x.indexVary[:n-1], e.Vary) {
 		// The URL has rewritten variants: the response to the request
 		// without a rewrite joins them (rewritten target "") instead of
@@ -926,7 +930,7 @@ func (x *exchange) store(body []byte) error {
 	}
 	e.Body = body
 	e.BodySize = int64(len(body))
-	e.Prepared = h.prepare(e)
+	h.prepareStored(key, e)
 	if err := h.put(ctx, key, e); err != nil {
 		return err
 	}
@@ -967,10 +971,10 @@ func (x *exchange) freshen(c *capture) error {
 	}
 	h.stampDate(e.Header, now)
 	e.Expires = now.Add(lifetime - initialAge + policy.KeepFor(merged, respCC, h.defaults(), DefaultRevalidateKeep))
-	e.Prepared = h.prepare(e)
 	why := h.notReusable(x, old, merged, respCC, forced, ruleNoStore)
 	ctx, cancel := h.storageContext(context.WithoutCancel(x.r.Context()))
 	if why == "" {
+		h.prepareStored(x.storedKey, e)
 		_ = h.put(ctx, x.storedKey, e)
 	} else {
 		_ = h.del(ctx, x.storedKey)
@@ -992,7 +996,7 @@ func (x *exchange) serveStaleOnError(status int) error {
 	e := x.stale
 	age := currentAge(e, x.h.now())
 	hdr := x.w.Header()
-	x.h.preparedOf(e).writeHeader(hdr)
+	x.prepared(e).writeHeader(hdr)
 	hdr["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
 	ttl := int64((e.Lifetime - age) / time.Second)
 	m := statusMember{fwd: "stale", fwdStatus: status, detail: "stale-if-error"}
@@ -1027,12 +1031,22 @@ func (h *Handler) stripTargeted(hdr http.Header) {
 }
 
 // reuseDirectives is respDirectives of a stored entry, from its prepared
-// data when it has some.
-func (h *Handler) reuseDirectives(e *storage.Entry) policy.Directives {
+// data.
+func (h *Handler) reuseDirectives(p *prepared) policy.Directives {
 	if h.ignoreCC {
 		return policy.Directives{}
 	}
-	return h.preparedOf(e).cc
+	return p.cc
+}
+
+// prepared returns the prepared data of e, the stored response the
+// exchange found (stored under x.storedKey), deriving it at most once per
+// exchange.
+func (x *exchange) prepared(e *storage.Entry) *prepared {
+	if x.prepFor != e {
+		x.prep, x.prepFor = x.h.preparedOf(x.storedKey, e), e
+	}
+	return x.prep
 }
 
 // respDirectives returns the directives that govern reuse of a stored

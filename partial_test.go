@@ -418,7 +418,6 @@ func TestPartialCorruptIsAMiss(t *testing.T) {
 	bad := *e
 	bad.Header = e.Header.Clone()
 	bad.Header["Content-Range"] = []string{"bytes 0-99/100"} // the body holds 50 bytes
-	bad.Prepared = nil
 	if err := env.h.store.Put(ctx, key, &bad); err != nil {
 		t.Fatal(err)
 	}
