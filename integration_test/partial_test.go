@@ -13,12 +13,22 @@ import (
 )
 
 // Partial content through a real Caddy on the default storage (SQLite in
-// Caddy's data directory), hot tier off so that every hit decodes the
-// stored parts: a 206 is stored, sub-ranges (suffix and open ones too)
-// come from it, a range outside it goes to the origin with the client's
-// Range and is combined, and once the parts cover the representation a
-// request without Range is a hit on the complete 200 (RFC 9111 §3.3, §3.4).
+// Caddy's data directory), with the default in-memory hot tier in front of
+// it and without it (every hit then decodes the stored parts): a 206 is
+// stored, sub-ranges (suffix and open ones too) come from it, a range
+// outside it goes to the origin with the client's Range and is combined,
+// and once the parts cover the representation a request without Range is
+// a hit on the complete 200 (RFC 9111 §3.3, §3.4).
 func TestPartialContentDefaultStorage(t *testing.T) {
+	for _, tc := range []struct{ name, options string }{
+		{"default configuration", "\n\t"},
+		{"hot tier off", "\n\t\tmemory off\n\t"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { partialContent(t, tc.options) })
+	}
+}
+
+func partialContent(t *testing.T, options string) {
 	data := t.TempDir()
 	t.Setenv("XDG_DATA_HOME", data)
 	body := bytes.Repeat([]byte("0123456789abcdefghijklmnopqrstuvwxyz"), 100) // 3600 bytes
@@ -40,7 +50,7 @@ func TestPartialContentDefaultStorage(t *testing.T) {
 		w.Header().Set("ETag", `"rep-1"`)
 		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
 	})
-	in := startCaddy(t, fmt.Sprintf("\tcache {\n\t\tmemory off\n\t}\n\treverse_proxy %s", o.addr()))
+	in := startCaddy(t, fmt.Sprintf("\tcache {%s}\n\treverse_proxy %s", options, o.addr()))
 
 	part := func(r response, first, last int) {
 		t.Helper()
