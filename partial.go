@@ -25,11 +25,12 @@ import (
 // any other, and an entry whose Content-Range values do not describe its
 // body is treated as a miss.
 //
-// A later response with the same strong validator is combined with the
-// parts stored under its key when it arrives (read again under a per-key
-// lock of the process) (overlapping and adjacent ranges merged); its header fields,
-// and so the freshness of the entry, replace the stored ones (§3.4). A part
-// whose validator differs replaces the set. When the parts cover the whole
+// A later 206 with the same strong validator is combined with the parts
+// stored under its key when it arrives (read again under a per-key lock of
+// the process, so that parts fetched at the same time are all kept):
+// overlapping and adjacent ranges are merged, and its header fields, and
+// so its freshness, replace the stored ones (§3.4). A part whose validator
+// differs replaces the set. When the parts cover the whole
 // representation the entry becomes a complete 200. An entry holds at most
 // maxParts parts and at most max_entry_size bytes; when combining would
 // exceed either, the new part replaces the set.
