@@ -231,8 +231,11 @@ type entryInfo struct {
 	// Vary holds the selecting request header values of a variant.
 	Vary map[string]string `json:"vary,omitempty"`
 	// VaryNames and Variants describe a Vary index.
-	VaryNames  []string    `json:"vary_names,omitempty"`
-	Variants   []string    `json:"variants,omitempty"`
+	VaryNames []string `json:"vary_names,omitempty"`
+	Variants  []string `json:"variants,omitempty"`
+	// Ranges lists the stored parts of a partial entry (status 206),
+	// e.g. "bytes 0-99/1000".
+	Ranges     []string    `json:"ranges,omitempty"`
 	Header     http.Header `json:"header,omitempty"`
 	Body       *string     `json:"body,omitempty"`
 	BodyBase64 *string     `json:"body_base64,omitempty"`
@@ -254,6 +257,9 @@ func (h *Handler) entryInfo(key string, e *storage.Entry, now time.Time) entryIn
 		info.Kind, info.Status, info.VaryNames, info.Vary = "vary-index", 0, e.Vary, nil
 		info.Variants = displayKeys(unscopedKeys(e.Variants))
 		return info
+	}
+	if e.Status == http.StatusPartialContent {
+		info.Ranges = e.Header["Content-Range"]
 	}
 	info.StoredAt = e.ResponseTime
 	info.FreshUntil = e.ResponseTime.Add(e.Lifetime - e.InitialAge)
