@@ -279,7 +279,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.now = time.Now
 	h.flights = new(flightGroup)
 	h.uncacheable = new(passMemo)
-	h.health = new(storeHealth)
+	h.health = newStoreHealth()
 	if err := h.applyDefaults(); err != nil {
 		return err
 	}
