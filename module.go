@@ -224,6 +224,7 @@ type Handler struct {
 	health       *storeHealth // storecalls.go
 	now          func() time.Time
 	ops          *ops // registry name, metrics, tags, purge (registry.go)
+	maxBytes     int64 // the store's size bound, 0 if none or unknown (maxbytes.go)
 }
 
 // TTLRule is one per-URL lifetime rule.
@@ -312,6 +313,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.quietStorage = true
 	}
 	h.store = st
+	h.maxBytes = maxBytesOf(mod)
 	h.locker = lockerOf(st)
 	h.updater, _ = st.(storage.Updater)
 	if !h.isMemory && h.Memory >= 0 {
