@@ -224,7 +224,9 @@ type Handler struct {
 	health       *storeHealth // storecalls.go
 	now          func() time.Time
 	ops          *ops // registry name, metrics, tags, purge (registry.go)
-	maxBytes     int64 // the store's size bound, 0 if none or unknown (maxbytes.go)
+
+	// maxBytes is the store's size bound, 0 if none or unknown (maxbytes.go).
+	maxBytes int64
 }
 
 // TTLRule is one per-URL lifetime rule.
