@@ -33,8 +33,10 @@ func init() {
 // to address one of them. Errors are JSON {"error": "..."} with 400 for bad
 // input, 404 for an unknown key, handler or route, 405 for a wrong method.
 //
-//	GET  /cache/entries?prefix=&host=&tag=&limit=&cursor=&handler=
-//	     {"entries": [entry...], "next_cursor": "..."}; entries are sorted by
+//	GET  /cache/entries?prefix=&host=&tag=&older_than=&status=&limit=&cursor=&handler=
+//	     {"entries": [entry...], "next_cursor": "..."}; older_than=<duration>
+//	     keeps responses at least that old (current age), status=<code>
+//	     those stored with that status; entries are sorted by
 //	     handler then key; limit defaults to 100 (at most 10000); pass
 //	     next_cursor back as cursor for the next page (with one handler in
 //	     scope, the last key returned works as a cursor too); host matches
@@ -376,6 +378,10 @@ func (a *AdminAPI) list(w http.ResponseWriter, r *http.Request) error {
 	host := strings.ToLower(q.Get("host"))
 	tag := q.Get("tag")
 	index := q.Get("index") == "1" || q.Get("index") == "true"
+	older, status, err := listFilters(q)
+	if err != nil {
+		return err
+	}
 
 	// cursor: opaque (handler NUL stored key, base64url) or, with one
 	// handler in scope, a key as shown
@@ -398,8 +404,8 @@ func (a *AdminAPI) list(w http.ResponseWriter, r *http.Request) error {
 
 	var out []entryInfo
 	next, lastKey := "", ""
-	now := time.Now()
 	for i, h := range hs {
+		now := h.now()
 		if h.ops.name < curHandler {
 			continue
 		}
@@ -416,6 +422,15 @@ func (a *AdminAPI) list(w http.ResponseWriter, r *http.Request) error {
 				return false
 			}
 			if host != "" && hostOfKey(k) != host {
+				return false
+			}
+			if (older > 0 || status != 0) && e.Kind == storage.KindVary {
+				return false // an index has no status or age
+			}
+			if status != 0 && e.Status != status {
+				return false
+			}
+			if older > 0 && currentAge(e, now) < older {
 				return false
 			}
 			return tag == "" || contains(e.Tags, tag)
@@ -442,6 +457,24 @@ func (a *AdminAPI) list(w http.ResponseWriter, r *http.Request) error {
 		NextCursor string      `json:"next_cursor,omitempty"`
 	}{out, next})
 	return nil
+}
+
+// listFilters reads the older_than (a duration: entries at least that old)
+// and status (an HTTP status code) filters of GET /cache/entries.
+func listFilters(q url.Values) (older time.Duration, status int, err error) {
+	if v := q.Get("older_than"); v != "" {
+		older, err = caddy.ParseDuration(v)
+		if err != nil || older <= 0 {
+			return 0, 0, badRequest("older_than %q: want a positive duration such as 90s, 1h or 2d", v)
+		}
+	}
+	if v := q.Get("status"); v != "" {
+		status, err = strconv.Atoi(v)
+		if err != nil || status < 100 || status > 599 {
+			return 0, 0, badRequest("status %q: want an HTTP status code from 100 to 599", v)
+		}
+	}
+	return older, status, nil
 }
 
 // listSorted returns the n smallest keys greater than after (with prefix,
