@@ -16,6 +16,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.uber.org/zap"
+
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddycache/caddy-cache/storage"
@@ -30,8 +32,10 @@ func init() {
 // live cache handler stores. Handlers are identified by their name (the
 // handler's name option, or a generated one shown in every response);
 // every route takes an optional handler=<name> (query) or "handler" (body)
-// to address one of them. Errors are JSON {"error": "..."} with 400 for bad
-// input, 404 for an unknown key, handler or route, 405 for a wrong method.
+// to address one of them. Errors are caddy.APIError values, which Caddy's
+// admin endpoint logs and answers as JSON {"error": "..."}: 400 for bad
+// input, 404 for an unknown key, handler or route, 405 for a wrong method,
+// 500 when a store fails.
 //
 //	GET  /cache/entries?prefix=&host=&tag=&older_than=&status=&limit=&cursor=&handler=
 //	     {"entries": [entry...], "next_cursor": "..."}; older_than=<duration>
@@ -88,33 +92,40 @@ const (
 	maxAdminBody     = 1 << 20
 )
 
-// apiError is an error answered with a status code.
-type apiError struct {
-	status int
-	msg    string
+// apiError returns an error answered with status: a caddy.APIError, which
+// Caddy's admin endpoint logs and writes as {"error": "..."}.
+func apiError(status int, format string, args ...any) error {
+	return caddy.APIError{HTTPStatus: status, Err: fmt.Errorf(format, args...)}
 }
 
-func (e *apiError) Error() string { return e.msg }
-
 func badRequest(format string, args ...any) error {
-	return &apiError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
+	return apiError(http.StatusBadRequest, format, args...)
 }
 
 func notFound(format string, args ...any) error {
-	return &apiError{http.StatusNotFound, fmt.Sprintf(format, args...)}
+	return apiError(http.StatusNotFound, format, args...)
 }
 
-// serve dispatches /cache/ requests and writes errors as JSON.
+// serve dispatches /cache/ requests. Errors go back to Caddy's admin
+// endpoint as caddy.APIError (it logs them and answers {"error": "..."}):
+// with the status of an APIError inside, keeping the outer message (which
+// names the handler or the step), else 500.
 func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
-	err := a.route(w, r)
-	if err != nil {
-		status := http.StatusInternalServerError
-		if ae, ok := errors.AsType[*apiError](err); ok {
-			status = ae.status
-		}
-		writeJSON(w, status, map[string]string{"error": err.Error()})
+	return asAPIError(a.route(w, r))
+}
+
+// asAPIError returns err as a caddy.APIError value (nil stays nil).
+func asAPIError(err error) error {
+	if err == nil {
+		return nil
 	}
-	return nil
+	if _, direct := err.(caddy.APIError); direct { //nolint:errorlint // Caddy's handleError asserts the type directly
+		return err
+	}
+	if ae, ok := errors.AsType[caddy.APIError](err); ok {
+		return caddy.APIError{HTTPStatus: ae.HTTPStatus, Err: err}
+	}
+	return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 }
 
 func (a *AdminAPI) route(w http.ResponseWriter, r *http.Request) error {
@@ -122,7 +133,7 @@ func (a *AdminAPI) route(w http.ResponseWriter, r *http.Request) error {
 	method := func(m string) error {
 		if r.Method != m {
 			w.Header().Set("Allow", m)
-			return &apiError{http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: method not allowed, use %s", r.Method, p, m)}
+			return apiError(http.StatusMethodNotAllowed, "%s %s: method not allowed, use %s", r.Method, p, m)
 		}
 		return nil
 	}
@@ -563,6 +574,18 @@ func writePurgeAnswer(w http.ResponseWriter, dry bool, results []purgeResult) {
 	}
 	if ans.Results == nil {
 		ans.Results = []purgeResult{}
+	}
+	if status != http.StatusOK {
+		// The answer carries every handler's result, so it is written
+		// here rather than returned as a caddy.APIError; log it as Caddy
+		// logs those.
+		for _, res := range results {
+			if res.Error != "" {
+				caddy.Log().Named("admin.api").Error("request error",
+					zap.String("handler", res.Handler), zap.String("backend", res.Backend),
+					zap.String("error", res.Error), zap.Int("status_code", status))
+			}
+		}
 	}
 	writeJSON(w, status, ans)
 }

@@ -32,12 +32,7 @@ func runCLI(t *testing.T, addr string, args ...string) (string, error) {
 // cliAdmin serves the cache admin routes and returns their address.
 func cliAdmin(t *testing.T) string {
 	t.Helper()
-	mux := http.NewServeMux()
-	for _, r := range new(AdminAPI).Routes() {
-		h := r.Handler
-		mux.Handle(r.Pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _ = h.ServeHTTP(w, r) }))
-	}
-	adm := httptest.NewServer(mux)
+	adm := httptest.NewServer(adminMux())
 	t.Cleanup(adm.Close)
 	return strings.TrimPrefix(adm.URL, "http://")
 }
