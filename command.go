@@ -358,6 +358,11 @@ func runStats(cmd *cobra.Command, _ []string) error {
 	if w, _ := cmd.Flags().GetBool("watch"); w {
 		return watchStats(cmd)
 	}
+	for _, f := range []string{"interval", "count"} {
+		if cmd.Flags().Changed(f) {
+			return fmt.Errorf("--%s needs --watch", f)
+		}
+	}
 	raw, err := adminCall(cmd, http.MethodGet, statsURI(cmd), nil)
 	if err != nil {
 		return err

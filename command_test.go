@@ -254,6 +254,9 @@ func TestCacheStatsWatch(t *testing.T) {
 			t.Errorf("stats --watch %v: no error", bad)
 		}
 	}
+	if _, err := runCLI(t, addr, "stats", "--count", "2"); err == nil || !strings.Contains(err.Error(), "--count needs --watch") {
+		t.Errorf("stats --count without --watch: %v", err)
+	}
 }
 
 func lineWith(s, sub string) string {

@@ -63,7 +63,8 @@ type storeHealth struct {
 	// writesRecovered is when writes were last reported working again
 	// (Unix ns).
 	writesRecovered atomic.Int64
-	// mu orders the back-off updates of concurrent write failures.
+	// mu orders the back-off updates of concurrent write failures (and is
+	// taken before the writes tracker's lock, never inside it).
 	mu           sync.Mutex
 	writeBackoff time.Duration // the current pause, under mu
 
@@ -235,13 +236,15 @@ func (h *Handler) writeFailed(op string, err error) {
 	}
 	pause := hs.writeBackoff
 	hs.writesPausedUntil.Store(now.Add(pause).UnixNano())
-	hs.mu.Unlock()
+	// Under mu, so that the next failure sees the writes down and doubles
+	// the pause.
 	announced := hs.writes.Fail(now, func() {
 		if !h.quietStorage {
 			h.logger.Warn("cache storage writes failing (reads still work); responses are not stored, writes are tried again after a pause",
 				zap.String("backend", h.backendName), zap.String("op", op), zap.Duration("pause", pause), zap.Error(err))
 		}
 	})
+	hs.mu.Unlock()
 	if !announced || h.quietStorage {
 		h.debugStoreError(op, err)
 	}
