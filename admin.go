@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -444,7 +443,7 @@ func (a *AdminAPI) list(w http.ResponseWriter, r *http.Request) error {
 			if older > 0 && currentAge(e, now) < older {
 				return false
 			}
-			return tag == "" || contains(e.Tags, tag)
+			return tag == "" || slices.Contains(e.Tags, tag)
 		})
 		if err != nil {
 			return fmt.Errorf("handler %s: %w", h.ops.name, err)
@@ -494,7 +493,7 @@ func (h *Handler) listSorted(ctx context.Context, prefix, after string, n int, k
 	var items []listItem
 	total := 0
 	trim := func() {
-		sort.Slice(items, func(i, j int) bool { return items[i].key < items[j].key })
+		slices.SortFunc(items, func(a, b listItem) int { return strings.Compare(a.key, b.key) })
 		if len(items) > n {
 			items = items[:n]
 		}
@@ -720,7 +719,7 @@ func (h *Handler) removeExpired(ctx context.Context, stale, dry, sweep bool) exp
 		}
 		res.Removed += len(ks.responses)
 		res.Keys = displayKeys(unscopedKeys(ks.responses))
-		sort.Strings(res.Keys)
+		slices.Sort(res.Keys)
 		if len(res.Keys) > maxReportedKeys {
 			res.Keys, res.KeysTruncated = res.Keys[:maxReportedKeys], true
 		}

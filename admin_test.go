@@ -10,7 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -713,7 +713,7 @@ func TestRegistryAcrossReloads(t *testing.T) {
 				out = append(out, h.ops.name)
 			}
 		}
-		sort.Strings(out)
+		slices.Sort(out)
 		return out
 	}
 	before := names()
@@ -1063,7 +1063,7 @@ func TestAdminVariantKeys(t *testing.T) {
 			variants = e.Variants
 		}
 	}
-	sort.Strings(variants)
+	slices.Sort(variants)
 	wantKeys(t, variants, keysOf(ans.Entries)...)
 	// explain names the variant a request selects in the same form
 	r := explainOne(t, env, "/v", "Accept-Language", "de")

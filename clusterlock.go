@@ -84,7 +84,7 @@ func (x *exchange) serveIfStored() (bool, error) {
 	x.lookup(ctx)
 	cancel()
 	if e := x.stored; e != nil {
-		if use, _, age := h.reuse(e, x.reqCC, h.now()); use == policy.UseFresh {
+		if use, _, age := h.reuse(e, x.prepared(e), x.reqCC, h.now()); use == policy.UseFresh {
 			return true, x.serveStored(e, age, statusHit, "")
 		}
 		x.useStale(e)

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -157,7 +157,7 @@ func (h *Handler) explain(ctx context.Context, r *http.Request) explainResult {
 	}
 	res.Entry = &info
 
-	use, why, age := h.reuse(e, reqCC, now)
+	use, why, age := h.reuse(e, h.prepare(e), reqCC, now)
 	life := h.lifetimeLabel(e)
 	switch use {
 	case policy.UseFresh:
@@ -237,7 +237,7 @@ func describeVary(names []string, vals map[string]string) string {
 		for k := range vals {
 			keys = append(keys, k)
 		}
-		sort.Strings(keys)
+		slices.Sort(keys)
 		names = keys
 	}
 	parts := make([]string, len(names))

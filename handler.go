@@ -94,7 +94,7 @@ func bypassReason(r *http.Request) string {
 
 // bypass passes the request on untouched but for Cache-Status.
 func (h *Handler) bypass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, detail string) error {
-	w.Header()["Cache-Status"] = []string{h.StatusHeader + "; fwd=bypass; detail=" + strconv.Quote(detail)}
+	h.setCacheStatus(w.Header(), fwdMember("bypass", detail))
 	h.count(resultBypass)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.cache.status", statusBypass)
@@ -108,7 +108,7 @@ func (h *Handler) bypass(w http.ResponseWriter, r *http.Request, next caddyhttp.
 // Content-Location (RFC 9111 §4.4).
 func (h *Handler) serveUnsafe(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	rec := &statusRecorder{ResponseWriterWrapper: &caddyhttp.ResponseWriterWrapper{ResponseWriter: w}}
-	rec.Header()["Cache-Status"] = []string{h.StatusHeader + "; fwd=bypass; detail=\"method\""}
+	h.setCacheStatus(rec.Header(), fwdMember("bypass", "method"))
 	h.count(resultBypass)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.cache.status", statusBypass)
@@ -185,6 +185,9 @@ type exchange struct {
 	cond        *storage.Entry // stale, when it has validators: revalidated conditionally
 	requestTime time.Time
 	pending     *storage.Entry // response being collected for storing
+
+	prep    *prepared // prepared data of prepFor (see prepared)
+	prepFor *storage.Entry
 }
 
 func (x *exchange) serve() error {
@@ -197,7 +200,7 @@ func (x *exchange) serve() error {
 	}
 
 	if e := x.stored; e != nil {
-		use, why, age := h.reuse(e, x.reqCC, x.now)
+		use, why, age := h.reuse(e, x.prepared(e), x.reqCC, x.now)
 		switch use {
 		case policy.UseFresh:
 			return x.serveStored(e, age, statusHit, "")
@@ -244,12 +247,13 @@ func (x *exchange) serve() error {
 	return x.forward()
 }
 
-// reuse decides what to do with a stored response for a request with the
-// directives reqCC at now, and returns the response's current age: the one
-// decision ServeHTTP acts on and explain reports.
-func (h *Handler) reuse(e *storage.Entry, reqCC policy.Directives, now time.Time) (policy.Use, string, time.Duration) {
+// reuse decides what to do with a stored response (with its prepared data
+// p) for a request with the directives reqCC at now, and returns the
+// response's current age: the one decision ServeHTTP acts on and explain
+// reports.
+func (h *Handler) reuse(e *storage.Entry, p *prepared, reqCC policy.Directives, now time.Time) (policy.Use, string, time.Duration) {
 	age := currentAge(e, now)
-	use, why := policy.Evaluate(age, e.Lifetime, h.reuseDirectives(e), reqCC, h.defaults())
+	use, why := policy.Evaluate(age, e.Lifetime, h.reuseDirectives(p), reqCC, h.defaults())
 	if reqCC.HasMaxAge && reqCC.MaxAge == 0 {
 		// max-age=0 asks for validation even of a response aged 0s
 		use, why = policy.Revalidate, "request max-age=0"
@@ -435,24 +439,21 @@ func currentAge(e *storage.Entry, now time.Time) time.Duration {
 func (x *exchange) serveStored(e *storage.Entry, age time.Duration, status, detail string) error {
 	h := x.h
 	hdr := x.w.Header()
-	h.preparedOf(e).writeHeader(hdr)
+	x.prepared(e).writeHeader(hdr)
 	ageSec := int64(age / time.Second)
 	hdr["Age"] = []string{strconv.FormatInt(ageSec, 10)}
 	ttl := int64((e.Lifetime - age) / time.Second)
 	maps.Copy(hdr, x.passHeader)
-	var cs string
-	switch {
-	case status == statusRevalidated && detail == "":
-		cs = h.StatusHeader + "; fwd=stale; fwd-status=304; stored; ttl=" + strconv.FormatInt(ttl, 10)
-	case status == statusRevalidated:
-		cs = h.StatusHeader + "; fwd=stale; fwd-status=304; detail=" + strconv.Quote(detail)
-	default:
-		cs = h.StatusHeader + "; hit; ttl=" + strconv.FormatInt(ttl, 10)
-		if detail != "" {
-			cs += "; detail=" + strconv.Quote(detail)
+	m := hitMember(ttl, detail)
+	if status == statusRevalidated {
+		m = statusMember{fwd: "stale", fwdStatus: http.StatusNotModified, detail: detail}
+		if detail == "" {
+			// stored again; else detail says why it no longer is
+			m.stored = true
+			m = m.withTTL(ttl)
 		}
 	}
-	addCacheStatus(hdr, cs)
+	addCacheStatus(hdr, h.member(m))
 	x.setPlaceholders(status, detail)
 
 	if e.Status >= 200 && e.Status < 300 && policy.ClientNotModified(x.r.Header, e.Header) {
@@ -491,7 +492,7 @@ func (x *exchange) serveStored(e *storage.Entry, age time.Duration, status, deta
 
 func (x *exchange) gatewayTimeout() error {
 	hdr := x.w.Header()
-	hdr["Cache-Status"] = []string{x.h.StatusHeader + "; fwd=miss; detail=\"only-if-cached\""}
+	x.h.setCacheStatus(hdr, fwdMember("miss", "only-if-cached"))
 	x.setPlaceholders(statusMiss, "only-if-cached")
 	x.w.WriteHeader(http.StatusGatewayTimeout)
 	return nil
@@ -607,97 +608,83 @@ func (x *exchange) forward() error {
 	return nil
 }
 
-// decide runs when the origin's header arrives: it picks the capture mode
-// and adds Cache-Status.
-func (x *exchange) decide(status int, hdr http.Header) captureMode {
+// verdict is what the cache makes of a response when its header arrives.
+type verdict struct {
+	mode captureMode
+	// entry is the response being collected for storing (modeTee), nil
+	// when it is not stored
+	entry *storage.Entry
+	// claim: the response's length is known and within bounds and the
+	// store works, so Cache-Status says "stored" before the body has
+	// streamed (the outcome of the write itself is {http.cache.stored})
+	claim bool
+	// uncacheable: the key is marked hit-for-miss (its response cannot
+	// be stored, so requests need not wait for each other)
+	uncacheable bool
+	detail      string
+}
+
+// judge decides what to do with a response to the forwarded request:
+// hold it (a 304 to our revalidation, an error stale-if-error replaces),
+// pass it through, or tee it into an entry. It changes nothing.
+func (x *exchange) judge(status int, hdr http.Header, now time.Time) verdict {
 	h := x.h
-	now := h.now()
-	if x.cond != nil && status == http.StatusNotModified {
-		return modeHold
-	}
-	if x.stale != nil && status >= 500 && x.staleIfErrorOK(now) {
-		return modeHold
-	}
-	// stored: the response is being collected for storing; claim: its
-	// length is known and within bounds and the store works, so that
-	// Cache-Status can say "stored" before the body has streamed (the
-	// outcome of the write itself is {http.cache.stored}).
-	stored, claim, detail := false, false, ""
-	defer func() {
-		cs := h.StatusHeader + "; fwd=" + x.fwd
-		if x.cond != nil {
-			cs += "; fwd-status=" + strconv.Itoa(status)
-		}
-		if claim {
-			cs += "; stored"
-		}
-		if detail == "" {
-			detail = x.detail
-		}
-		if !stored && x.presetCC && detail != "" {
-			detail += "; Cache-Control set before the cache ran"
-		}
-		if detail == storeIfComplete {
-			// what Cache-Status says once the held body is complete
-			x.claimCS = cs + "; stored"
-		}
-		if detail != "" {
-			cs += "; detail=" + strconv.Quote(detail)
-		}
-		addCacheStatus(hdr, cs)
-		h.stripTargeted(hdr)
-		h.afterDecide(x.key, hdr, stored, detail)
-		if !stored {
-			// nothing to wait for: concurrent requests go to the
-			// origin now rather than after this body has streamed
-			x.releaseFlight()
-		}
-		st := statusMiss
-		if x.cond != nil {
-			st = statusStale
-		}
-		x.setPlaceholders(st, detail)
-	}()
-	if x.r.Method != http.MethodGet {
-		return modePass
-	}
-	if x.reqCC.NoStore {
-		detail = "request no-store"
-		return modePass
-	}
-	if status == http.StatusPartialContent || status == http.StatusNotModified {
-		detail = "status " + strconv.Itoa(status)
-		return modePass
+	switch {
+	case x.cond != nil && status == http.StatusNotModified:
+		return verdict{mode: modeHold}
+	case x.stale != nil && status >= 500 && x.staleIfErrorOK(now):
+		return verdict{mode: modeHold}
+	case x.r.Method != http.MethodGet:
+		return verdict{mode: modePass}
+	case x.reqCC.NoStore:
+		return verdict{mode: modePass, detail: "request no-store"}
+	case status == http.StatusPartialContent || status == http.StatusNotModified:
+		return verdict{mode: modePass, detail: "status " + strconv.Itoa(status)}
 	}
 	if ct := hdr.Get("Content-Type"); ct != "" {
 		if mt, _, _ := mime.ParseMediaType(ct); mt == "text/event-stream" {
-			detail = "event-stream"
-			return modePass
+			return verdict{mode: modePass, detail: "event-stream"}
 		}
 	}
 	e, why := x.newEntry(status, hdr, now)
 	if e == nil {
-		detail = why
-		h.uncacheable.add(x.key, now)
-		return modePass
+		return verdict{mode: modePass, uncacheable: true, detail: why}
 	}
 	if n := contentLength(hdr); n > h.MaxEntrySize {
-		detail = "too large"
-		h.uncacheable.add(x.key, now)
-		return modePass
+		return verdict{mode: modePass, uncacheable: true, detail: "too large"}
 	}
-	h.uncacheable.remove(x.key)
-	x.pending = e
-	stored = true
+	v := verdict{mode: modeTee, entry: e}
 	switch {
 	case h.health.down.Load() || x.detail == "storage-error":
-		detail = "storage-error"
+		v.detail = "storage-error"
 	case contentLength(hdr) < 0:
-		detail = storeIfComplete // chunked: held, then stored if it ends within max_entry_size
+		v.detail = storeIfComplete // chunked: held, then stored if it ends within max_entry_size
 	default:
-		claim = true
+		v.claim = true
 	}
-	if len(e.Vary) > 0 && x.flight != nil {
+	return v
+}
+
+// decide runs when the origin's header arrives: it acts on the verdict
+// (Cache-Status, placeholders, hit-for-miss, waking waiters) and returns
+// the capture mode.
+func (x *exchange) decide(status int, hdr http.Header) captureMode {
+	h := x.h
+	now := h.now()
+	v := x.judge(status, hdr, now)
+	if v.mode == modeHold {
+		return modeHold // forward answers from the stored response
+	}
+	stored := v.entry != nil
+	switch {
+	case v.uncacheable:
+		h.uncacheable.add(x.key, now)
+	case stored:
+		h.uncacheable.remove(x.key)
+		x.pending = v.entry
+	}
+
+	if e := v.entry; stored && len(e.Vary) > 0 && x.flight != nil {
 		x.flight.setVary(e.Vary, h.variantLookupKey(x.key, e.Vary, x.r))
 		if x.flightKey == x.key {
 			// other instances wait on the URL, not on this variant: let
@@ -706,7 +693,39 @@ func (x *exchange) decide(status int, hdr http.Header) captureMode {
 			x.releaseLock()
 		}
 	}
-	return modeTee
+
+	m := fwdMember(x.fwd, v.detail)
+	if x.cond != nil {
+		m.fwdStatus = status
+	}
+	m.stored = v.claim
+	if m.detail == "" {
+		m.detail = x.detail
+	}
+	if !stored && x.presetCC && m.detail != "" {
+		m.detail += "; Cache-Control set before the cache ran"
+	}
+	if m.detail == storeIfComplete {
+		// what Cache-Status says once the held body is complete
+		done := m
+		done.stored, done.detail = true, ""
+		x.claimCS = h.member(done)
+	}
+	addCacheStatus(hdr, h.member(m))
+	h.stripTargeted(hdr)
+	h.afterDecide(x.key, hdr, stored, m.detail)
+	if !stored {
+		// nothing to wait for: concurrent requests go to the origin now
+		// rather than after this body has streamed
+		x.releaseFlight()
+	}
+	st := statusMiss
+	if x.cond != nil {
+		st = statusStale
+	}
+	x.setPlaceholders(st, m.detail)
+
+	return v.mode
 }
 
 // storeIfComplete is the detail of a chunked response that is being
@@ -780,17 +799,6 @@ func (x *exchange) newEntry(status int, hdr http.Header, now time.Time) (*storag
 		Vary:         names,
 		Tags:         tags,
 	}, ""
-}
-
-// addCacheStatus appends this cache's member to the Cache-Status the
-// response already carries from caches upstream (RFC 9211 §2: each cache
-// adds its own member, after those of the caches before it). The values
-// are copied: a stored entry's prepared header may share them.
-func addCacheStatus(hdr http.Header, member string) {
-	up := hdr["Cache-Status"]
-	v := make([]string, 0, len(up)+1)
-	v = append(v, up...)
-	hdr["Cache-Status"] = append(v, member)
 }
 
 // stampDate adds the Date a response without one gets when it is stored
@@ -876,10 +884,9 @@ func (x *exchange) store(body []byte) error {
 	}
 	e.Body = body
 	e.BodySize = int64(len(body))
-	e.Prepared = h.prepare(e)
 	ctx, cancel := h.storageContext(context.WithoutCancel(x.r.Context()))
 	defer cancel()
-	if n := len(x.indexVary); n > 0 && x.indexVary[n-1] == rewriteField && !contains(e.Vary, rewriteField) &&
+	if n := len(x.indexVary); n > 0 && x.indexVary[n-1] == rewriteField && !slices.Contains(e.Vary, rewriteField) &&
 		slices.Equal(x.indexVary[:n-1], e.Vary) {
 		// The URL has rewritten variants: the response to the request
 		// without a rewrite joins them (rewritten target "") instead of
@@ -899,87 +906,6 @@ func (x *exchange) store(body []byte) error {
 		h.updateVaryIndex(ctx, x.key, e, key)
 	}
 	return nil
-}
-
-// varyLocks serialise, within the process, the read-modify-write of Vary
-// indexes: without them concurrent variants of one URL drop each other from
-// the index, and a variant missing from its index escapes max_variants.
-// Striped by key; waiting for one honours ctx (storage_timeout).
-var varyLocks = func() (l [64]chan struct{}) {
-	for i := range l {
-		l[i] = make(chan struct{}, 1)
-	}
-	return l
-}()
-
-func lockVaryIndex(ctx context.Context, key string) (unlock func(), ok bool) {
-	var sum uint32 = 2166136261 // FNV-1a
-	for i := 0; i < len(key); i++ {
-		sum = (sum ^ uint32(key[i])) * 16777619
-	}
-	l := varyLocks[sum%uint32(len(varyLocks))]
-	select {
-	case l <- struct{}{}:
-		return func() { <-l }, true
-	case <-ctx.Done():
-		return nil, false
-	}
-}
-
-// updateVaryIndex records a new variant in the URL's Vary index, dropping the
-// oldest variants beyond max_variants.
-func (h *Handler) updateVaryIndex(ctx context.Context, key string, e *storage.Entry, vk string) {
-	unlock, ok := lockVaryIndex(ctx, key)
-	if !ok {
-		return
-	}
-	defer unlock()
-	var evicted []string
-	next := func(old *storage.Entry) *storage.Entry {
-		evicted = evicted[:0]
-		idx := &storage.Entry{Kind: storage.KindVary, URL: e.URL, Vary: e.Vary, Expires: e.Expires, Header: http.Header{}}
-		if old != nil && old.Kind == storage.KindVary && slices.Equal(old.Vary, e.Vary) {
-			for _, v := range old.Variants {
-				if v != vk {
-					idx.Variants = append(idx.Variants, v)
-				}
-			}
-			if old.Expires.After(idx.Expires) {
-				idx.Expires = old.Expires
-			}
-		}
-		idx.Variants = append(idx.Variants, vk)
-		for len(idx.Variants) > h.MaxVariants {
-			evicted = append(evicted, idx.Variants[0])
-			idx.Variants = idx.Variants[1:]
-		}
-		return idx
-	}
-	if h.updater != nil {
-		// shared by several instances: one atomic read-modify-write, so
-		// that variants added elsewhere at the same moment are kept
-		err := h.updater.Update(ctx, key, next)
-		if h.dropHot != nil {
-			h.dropHot(key) // the hot copy is the old index
-		}
-		if err != nil {
-			h.storeFailed("put", err)
-			return
-		}
-		h.storeUp()
-	} else {
-		var old *storage.Entry
-		if o, err := h.get(ctx, key); err == nil {
-			old = o
-		}
-		idx := next(old)
-		if err := h.put(ctx, key, idx); err != nil {
-			return
-		}
-	}
-	for _, v := range evicted {
-		_ = h.del(ctx, v)
-	}
 }
 
 // freshen handles a 304 to our revalidation: the stored header is updated
@@ -1013,7 +939,6 @@ func (x *exchange) freshen(c *capture) error {
 	}
 	h.stampDate(e.Header, now)
 	e.Expires = now.Add(lifetime - initialAge + policy.KeepFor(merged, respCC, h.defaults(), DefaultRevalidateKeep))
-	e.Prepared = h.prepare(e)
 	why := h.notReusable(x, old, merged, respCC, forced, ruleNoStore)
 	ctx, cancel := h.storageContext(context.WithoutCancel(x.r.Context()))
 	if why == "" {
@@ -1028,42 +953,6 @@ func (x *exchange) freshen(c *capture) error {
 	return x.serveStored(e, initialAge, statusRevalidated, why)
 }
 
-// notReusable says why the header a 304 produced makes the stored response
-// one a shared cache must not reuse any more, or "".
-func (h *Handler) notReusable(x *exchange, old *storage.Entry, merged http.Header, respCC policy.Directives, forced, ruleNoStore bool) string {
-	n := len(old.Vary)
-	names, why := x.storableVary(old.Status, merged, respCC, forced, ruleNoStore, n > 0 && old.Vary[n-1] == rewriteField)
-	if why == "" && !slices.Equal(names, old.Vary) {
-		why = "Vary changed"
-	}
-	return why
-}
-
-// storableVary decides whether a response (a new one, or a stored one as a
-// 304 updated it) may be stored for the request, and returns its selecting
-// names (rewriteField last when rewritten) or why not.
-func (x *exchange) storableVary(status int, hdr http.Header, respCC policy.Directives, forced, ruleNoStore, rewritten bool) ([]string, string) {
-	h := x.h
-	if ruleNoStore {
-		return nil, "ttl rule no-store"
-	}
-	checkCC := respCC
-	if h.ignoreCC {
-		checkCC = policy.Directives{NoStore: respCC.NoStore, Private: respCC.Private}
-	}
-	if ok, why := policy.Storable(x.r.Header, x.reqCC, status, hdr, checkCC, h.storeRules(forced)); !ok {
-		return nil, why
-	}
-	names, star := policy.VaryNames(hdr)
-	if star {
-		return nil, "Vary: *"
-	}
-	if rewritten {
-		names = append(names, rewriteField)
-	}
-	return names, ""
-}
-
 // staleIfErrorOK reports whether x.stale may replace an origin error.
 func (x *exchange) staleIfErrorOK(now time.Time) bool {
 	e := x.stale
@@ -1074,11 +963,11 @@ func (x *exchange) serveStaleOnError(status int) error {
 	e := x.stale
 	age := currentAge(e, x.h.now())
 	hdr := x.w.Header()
-	x.h.preparedOf(e).writeHeader(hdr)
+	x.prepared(e).writeHeader(hdr)
 	hdr["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
 	ttl := int64((e.Lifetime - age) / time.Second)
-	addCacheStatus(hdr, x.h.StatusHeader+"; fwd=stale; fwd-status="+strconv.Itoa(status)+
-		"; ttl="+strconv.FormatInt(ttl, 10)+"; detail=\"stale-if-error\"")
+	m := statusMember{fwd: "stale", fwdStatus: status, detail: "stale-if-error"}
+	addCacheStatus(hdr, x.h.member(m.withTTL(ttl)))
 	x.setPlaceholders(statusStale, "stale-if-error")
 	x.w.WriteHeader(e.Status)
 	if x.r.Method != http.MethodHead && policy.BodyAllowed(e.Status) {
@@ -1106,12 +995,22 @@ func (h *Handler) stripTargeted(hdr http.Header) {
 }
 
 // reuseDirectives is respDirectives of a stored entry, from its prepared
-// data when it has some.
-func (h *Handler) reuseDirectives(e *storage.Entry) policy.Directives {
+// data.
+func (h *Handler) reuseDirectives(p *prepared) policy.Directives {
 	if h.ignoreCC {
 		return policy.Directives{}
 	}
-	return h.preparedOf(e).cc
+	return p.cc
+}
+
+// prepared returns the prepared data of e, the stored response the
+// exchange found (stored under x.storedKey), deriving it at most once per
+// exchange.
+func (x *exchange) prepared(e *storage.Entry) *prepared {
+	if x.prepFor != e {
+		x.prep, x.prepFor = x.h.preparedOf(x.storedKey, e), e
+	}
+	return x.prep
 }
 
 // respDirectives returns the directives that govern reuse of a stored

@@ -465,7 +465,7 @@ func (h *Handler) varyMatches(e *storage.Entry, r *http.Request) bool {
 			return false
 		}
 	}
-	if !contains(e.Vary, rewriteField) && h.rewrittenTarget(r) != "" {
+	if !slices.Contains(e.Vary, rewriteField) && h.rewrittenTarget(r) != "" {
 		return false
 	}
 	return true

@@ -203,7 +203,7 @@ type Handler struct {
 	backendName  string
 	isMemory     bool
 	hot          *memory.Memory  // hot tier in front of a non-memory store, or nil
-	prepKey      string          // see preparedKey
+	preps        *prepCache      // prepared data of entries in memory, shared by handlers of the same preparedKey
 	storageID    string          // which data the store reaches (storageIdentity)
 	scope        string          // key prefix of this handler's name (scopeOf)
 	ports        *portSet        // listener ports seen, for purges without a port
@@ -332,7 +332,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.scope = scopeOf(h.ops.name)
 	h.ports = portsOf(h.scope)
-	h.prepKey = h.preparedKey()
+	h.preps = prepCacheFor(h.preparedKey())
 	h.logger.Info("cache handler ready", h.readyFields(mod)...)
 	return nil
 }

@@ -2,21 +2,23 @@ package cache
 
 import (
 	"net/http"
-	"sort"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"weak"
 
 	"github.com/caddycache/caddy-cache/policy"
 	"github.com/caddycache/caddy-cache/storage"
 )
 
 // prepared is what a hit needs from a stored response, derived once when the
-// response is stored (Entry.Prepared) instead of on every hit: the
-// directives that govern reuse, and the header to send laid out as slices,
-// already without the fields that never reach clients (targeted
-// cache-control, surrogate keys) and with Content-Length set.
+// response is stored instead of on every hit: the directives that govern
+// reuse, and the header to send laid out as slices, already without the
+// fields that never reach clients (targeted cache-control, surrogate keys)
+// and with Content-Length set.
 type prepared struct {
-	owner     string // the configuration it was derived for (preparedKey)
 	cc        policy.Directives
 	validator bool
 	keys      []string
@@ -46,7 +48,7 @@ func (h *Handler) preparedKey() string {
 
 // prepare derives the prepared data of a response entry.
 func (h *Handler) prepare(e *storage.Entry) *prepared {
-	p := &prepared{owner: h.prepKey, cc: h.directives(e.Header), validator: policy.HasValidator(e.Header)}
+	p := &prepared{cc: h.directives(e.Header), validator: policy.HasValidator(e.Header)}
 	skip := make(map[string]bool, len(h.targets)+2)
 	if !h.ForwardTargeted {
 		for _, f := range h.targets {
@@ -64,7 +66,7 @@ func (h *Handler) prepare(e *storage.Entry) *prepared {
 			p.keys = append(p.keys, k)
 		}
 	}
-	sort.Strings(p.keys)
+	slices.Sort(p.keys)
 	for _, k := range p.keys {
 		vs := e.Header[k]
 		p.vals = append(p.vals, vs)
@@ -78,13 +80,59 @@ func (h *Handler) prepare(e *storage.Entry) *prepared {
 	return p
 }
 
-// preparedOf returns the entry's prepared data, deriving it when the entry
-// has none for this configuration (it came back from bytes).
-func (h *Handler) preparedOf(e *storage.Entry) *prepared {
-	if p, ok := e.Prepared.(*prepared); ok && p.owner == h.prepKey {
+// preparedOf returns the prepared data of the entry stored under key. When
+// the store holds entries in process memory (the memory store, the hot
+// tier) and so returns this very entry to later hits, the data is derived
+// on the first use and kept; otherwise (the entry came back from bytes, or
+// key is "") it is derived for this use alone. Entries that are never hit
+// cost nothing.
+func (h *Handler) preparedOf(key string, e *storage.Entry) *prepared {
+	if key == "" || (!h.isMemory && h.hot == nil) {
+		return h.prepare(e)
+	}
+	if p := h.preps.load(key, e); p != nil {
 		return p
 	}
-	return h.prepare(e)
+	p := h.prepare(e)
+	h.preps.store(key, e, p)
+	return p
+}
+
+// prepCache keeps the prepared data of entries held in process memory,
+// on the handler's side: storage entries carry none. It maps a stored key
+// to the entry it was derived from, held weakly, so that a different entry
+// under the same key (stored by another handler, or decoded from bytes)
+// never uses it, and an entry that the store dropped takes its slot with
+// it when it is collected. Handlers whose settings give the same prepared
+// data (preparedKey) share one, so a reload keeps it.
+type prepCache struct{ m sync.Map } // key → *prepSlot
+
+type prepSlot struct {
+	e weak.Pointer[storage.Entry]
+	p *prepared
+}
+
+// prepCaches holds one prepCache per preparedKey.
+var prepCaches sync.Map
+
+func prepCacheFor(settings string) *prepCache {
+	c, _ := prepCaches.LoadOrStore(settings, &prepCache{})
+	return c.(*prepCache)
+}
+
+func (c *prepCache) store(key string, e *storage.Entry, p *prepared) {
+	s := &prepSlot{e: weak.Make(e), p: p}
+	c.m.Store(key, s)
+	runtime.AddCleanup(e, func(s *prepSlot) { c.m.CompareAndDelete(key, s) }, s)
+}
+
+func (c *prepCache) load(key string, e *storage.Entry) *prepared {
+	if v, ok := c.m.Load(key); ok {
+		if s := v.(*prepSlot); s.e.Value() == e {
+			return s.p
+		}
+	}
+	return nil
 }
 
 // writeHeader copies the prepared header into dst with one allocation for

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -276,7 +275,7 @@ func (h *Handler) purge(ctx context.Context, req purgeRequest, u *url.URL) purge
 		h.ops.metrics.countPurge(req.kind(u), res.Removed)
 	}
 	res.Keys = displayKeys(unscopedKeys(ks.responses))
-	sort.Strings(res.Keys)
+	slices.Sort(res.Keys)
 	if len(res.Keys) > maxReportedKeys {
 		res.Keys, res.KeysTruncated = res.Keys[:maxReportedKeys], true
 	}
@@ -405,14 +404,14 @@ func (h *Handler) tagKeys(ctx context.Context, tag string, ks *keySet) error {
 			if !strings.HasPrefix(k, h.scope) {
 				continue // another handler's entry on a shared store
 			}
-			if e, err := h.load(ctx, k); err == nil && contains(e.Tags, tag) {
+			if e, err := h.load(ctx, k); err == nil && slices.Contains(e.Tags, tag) {
 				ks.responses = append(ks.responses, k)
 			}
 		}
 		return nil
 	}
 	return h.walkKeys(ctx, []string{h.scope}, func(_ string, meta *storage.Entry) bool {
-		return meta.Kind == storage.KindResponse && contains(meta.Tags, tag)
+		return meta.Kind == storage.KindResponse && slices.Contains(meta.Tags, tag)
 	}, ks)
 }
 

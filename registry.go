@@ -5,7 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"sort"
+	"slices"
 	"sync"
 
 	"go.uber.org/zap"
@@ -180,7 +180,7 @@ func liveHandlers() []*Handler {
 	for n := range newest {
 		names = append(names, n)
 	}
-	sort.Strings(names)
+	slices.Sort(names)
 	out := make([]*Handler, len(names))
 	for i, n := range names {
 		out[i] = newest[n].h

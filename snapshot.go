@@ -197,7 +197,7 @@ func (h *Handler) exportSnapshot(ctx context.Context, w io.Writer, f snapshotFil
 		if f.host != "" && hostOfKey(k) != f.host {
 			return nil
 		}
-		if f.tag != "" && meta.Kind == storage.KindResponse && !contains(meta.Tags, f.tag) {
+		if f.tag != "" && meta.Kind == storage.KindResponse && !slices.Contains(meta.Tags, f.tag) {
 			return nil
 		}
 		e, err := h.snapshotGet(ctx, st, k)
@@ -265,7 +265,7 @@ func (h *Handler) exportIndex(ctx context.Context, st storage.Store, e *storage.
 			if err != nil {
 				return nil, err
 			}
-			if ve == nil || !contains(ve.Tags, tag) {
+			if ve == nil || !slices.Contains(ve.Tags, tag) {
 				continue
 			}
 		}
@@ -453,8 +453,6 @@ func (h *Handler) importEntry(ctx context.Context, key string, e *storage.Entry)
 		for i, v := range e.Variants {
 			e.Variants[i] = h.scope + v
 		}
-	} else if h.isMemory {
-		e.Prepared = h.prepare(e)
 	}
 	out := outImported
 	next := func(old *storage.Entry) *storage.Entry {
@@ -544,6 +542,5 @@ func (h *Handler) importMerge(old, e *storage.Entry) (*storage.Entry, importOutc
 	if len(idx.Variants) == len(old.Variants) && idx.Expires.Equal(old.Expires) {
 		return nil, outNewer
 	}
-	idx.Prepared = nil
 	return &idx, outImported
 }

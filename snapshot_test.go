@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -377,7 +378,7 @@ func TestSnapshotDamagedStream(t *testing.T) {
 				t.Fatalf("stored %q, want the %d records before the damage %q", stored, tc.good, keys[:tc.good])
 			}
 			for _, k := range keys[:tc.good] {
-				if !contains(stored, k) {
+				if !slices.Contains(stored, k) {
 					t.Fatalf("%q not stored; stored %q", k, stored)
 				}
 			}

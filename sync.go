@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -227,7 +228,7 @@ func (s *syncer) apply(inv invalidation) {
 	keys := inv.Keys
 	if inv.Prefix != "" {
 		_ = s.hot.List(context.Background(), inv.Prefix, func(k string, e *storage.Entry) error {
-			if inv.Tag == "" || contains(e.Tags, inv.Tag) || e.Kind == storage.KindVary {
+			if inv.Tag == "" || slices.Contains(e.Tags, inv.Tag) || e.Kind == storage.KindVary {
 				keys = append(keys, k)
 			}
 			return nil

@@ -107,7 +107,7 @@ func (h *Handler) tagsOf(hdr http.Header) []string {
 				sep = func(r rune) bool { return r == ' ' || r == '\t' }
 			}
 			for _, t := range strings.FieldsFunc(v, sep) {
-				if len(t) > maxTagLen || len(tags) >= maxTagsPerEntry || contains(tags, t) {
+				if len(t) > maxTagLen || len(tags) >= maxTagsPerEntry || slices.Contains(tags, t) {
 					continue
 				}
 				tags = append(tags, t)
@@ -140,10 +140,6 @@ func (h *Handler) afterDecide(key string, hdr http.Header, stored bool, detail s
 	} else if detail != "" {
 		h.ops.notes.note(key, detail, time.Now())
 	}
-}
-
-func contains(list []string, s string) bool {
-	return slices.Contains(list, s)
 }
 
 // noteCacheSize bounds the "not stored" reasons remembered per handler.

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 
@@ -514,7 +514,7 @@ func TestIsolationSameStoreDifferentNames(t *testing.T) {
 	for n := range in.isoStats() {
 		names = append(names, n)
 	}
-	sort.Strings(names)
+	slices.Sort(names)
 	if strings.Join(names, " ") != "iso-one iso-two" {
 		t.Fatalf("handlers %v, want iso-one iso-two", names)
 	}

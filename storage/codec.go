@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"net/http"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -203,7 +203,7 @@ func appendMeta(buf []byte, e *Entry) []byte {
 	for k := range e.Header {
 		names = append(names, k)
 	}
-	sort.Strings(names)
+	slices.Sort(names)
 	buf = binary.AppendUvarint(buf, uint64(len(names)))
 	for _, k := range names {
 		buf = appendString(buf, k)
@@ -214,7 +214,7 @@ func appendMeta(buf []byte, e *Entry) []byte {
 	for k := range e.VaryRequest {
 		vr = append(vr, k)
 	}
-	sort.Strings(vr)
+	slices.Sort(vr)
 	buf = binary.AppendUvarint(buf, uint64(len(vr)))
 	for _, k := range vr {
 		buf = appendString(buf, k)

@@ -151,13 +151,6 @@ type Entry struct {
 
 	// Tags are surrogate keys recorded from the response.
 	Tags []string
-
-	// Prepared is the handler's own: what it derives from a response once,
-	// when it stores it (parsed directives, the header laid out for
-	// copying), so that hits from an in-process store skip that work.
-	// Backends neither encode nor set it: entries read back from bytes have
-	// it nil, and the handler then derives it on each use.
-	Prepared any
 }
 
 // Expired reports whether the entry must no longer be returned at now.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -170,7 +171,7 @@ func gate(run *suiteRun, known knownFailures, fullRun bool) gateReport {
 				rep.Unknown = append(rep.Unknown, id)
 			}
 		}
-		sort.Strings(rep.Unknown)
+		slices.Sort(rep.Unknown)
 	}
 	return rep
 }

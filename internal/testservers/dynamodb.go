@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -105,7 +105,7 @@ func dynamoDir(t testing.TB) string {
 		if len(matches) == 0 {
 			t.Fatalf("testservers: DynamoDBLocal.jar not found under %s: %s", lib, InstallHint)
 		}
-		sort.Strings(matches)
+		slices.Sort(matches)
 		return filepath.Dir(matches[len(matches)-1])
 	}
 	if _, err := os.Stat(filepath.Join(dir, "DynamoDBLocal.jar")); err != nil {

@@ -8,7 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddycache/caddy-cache/storage"
+	"github.com/caddycache/caddy-cache/storage/internal/sweeper"
 )
 
 // tempPrefix starts the names of files being written. Leftovers of a crash
@@ -40,7 +41,6 @@ type Dir struct {
 	logger *zap.Logger
 
 	maxSize   atomic.Int64 // bytes; 0 means unlimited
-	sweepEach atomic.Int64 // nanoseconds
 	evictions atomic.Int64
 	skew      atomic.Int64 // added to the wall clock; tests move time forward with it
 
@@ -52,16 +52,12 @@ type Dir struct {
 	entries int64
 	bytes   int64
 
-	maintMu    sync.Mutex // one sweep or eviction at a time
-	sweepFails bool       // janitor goroutine only
+	maintMu sync.Mutex // one sweep or eviction at a time
 
-	ctx    context.Context // cancelled by Destruct, stops a walk in progress
-	cancel context.CancelFunc
-	kick   chan struct{} // max_size changed: evict now
-	reset  chan struct{} // sweep interval changed
-	done   chan struct{}
-	ready  chan struct{} // closed after the first count of the files on disk
-	swept  chan struct{} // receives (without blocking) after each periodic sweep; for tests
+	// loop is the janitor: a first count of the files (Ready), a sweep
+	// every sweep_interval, an eviction when max_size shrank (Kick); its
+	// context, cancelled by Destruct, stops a walk in progress.
+	loop *sweeper.Loop
 }
 
 // openDir creates root if needed and starts the janitor, whose first job is
@@ -76,22 +72,28 @@ func openDir(root string, maxSize int64, sweep time.Duration, logger *zap.Logger
 	}
 	probe.Close()
 	os.Remove(probe.Name())
-	ctx, cancel := context.WithCancel(context.Background())
 	d := &Dir{
 		root:        root,
 		logger:      logger,
 		accessEvery: time.Minute,
-		ctx:         ctx,
-		cancel:      cancel,
-		kick:        make(chan struct{}, 1),
-		reset:       make(chan struct{}, 1),
-		done:        make(chan struct{}),
-		ready:       make(chan struct{}),
-		swept:       make(chan struct{}, 1),
+		loop:        sweeper.New(sweep, 0),
 	}
 	d.maxSize.Store(maxSize)
-	d.sweepEach.Store(int64(sweep))
-	go d.loop()
+	sweepJob := func(context.Context) error { return d.sweep() }
+	d.loop.Start(sweeper.Jobs{
+		First: sweepJob,
+		Round: sweepJob,
+		Kicked: func(context.Context) error {
+			if d.over() {
+				d.evict()
+			}
+			return sweeper.ErrSkipped // evict logs its own failure
+		},
+		Report: &sweeper.Health{
+			Logger: logger, Failed: "file storage sweep failed", Recovered: "file storage sweep works again",
+			Fields: []zap.Field{zap.String("path", root)},
+		},
+	})
 	return d, nil
 }
 
@@ -99,31 +101,22 @@ func (d *Dir) now() time.Time {
 	return time.Now().Add(time.Duration(d.skew.Load()))
 }
 
-func wake(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
-}
-
 // setTunables applies the settings any handle may change, and reports what
 // changed.
 func (d *Dir) setTunables(maxSize int64, sweep time.Duration) (changed []zap.Field) {
 	if old := d.maxSize.Swap(maxSize); old != maxSize {
 		changed = append(changed, zap.Int64("old_max_size", old), zap.Int64("max_size", maxSize))
-		wake(d.kick)
+		d.loop.Kick()
 	}
-	if old := time.Duration(d.sweepEach.Swap(int64(sweep))); old != sweep {
+	if old := d.loop.SetInterval(sweep); old != sweep {
 		changed = append(changed, zap.Duration("old_sweep_interval", old), zap.Duration("sweep_interval", sweep))
-		wake(d.reset)
 	}
 	return changed
 }
 
 // Destruct stops the janitor. It implements caddy.Destructor.
 func (d *Dir) Destruct() error {
-	d.cancel()
-	<-d.done
+	d.loop.Stop()
 	return nil
 }
 
@@ -423,7 +416,7 @@ func (d *Dir) maintain(ctx context.Context) (removed int64, err error) {
 	}
 	if max := d.maxSize.Load(); max > 0 && total > max {
 		target := max / 10 * 9
-		sort.Slice(live, func(i, j int) bool { return live[i].mtime.Before(live[j].mtime) })
+		slices.SortFunc(live, func(a, b fileInfo) int { return a.mtime.Compare(b.mtime) })
 		kept := live[:0]
 		for _, fi := range live {
 			if total > target && removeIfUnchanged(fi) {
@@ -454,7 +447,7 @@ func (d *Dir) evict() {
 	if !d.over() {
 		return
 	}
-	if _, err := d.maintain(d.ctx); err != nil && d.ctx.Err() == nil {
+	if _, err := d.maintain(d.loop.Context()); err != nil && d.loop.Context().Err() == nil {
 		d.logger.Warn("file storage: evicting to max_size", zap.String("path", d.root), zap.Error(err))
 	}
 }
@@ -462,7 +455,7 @@ func (d *Dir) evict() {
 func (d *Dir) sweep() error {
 	d.maintMu.Lock()
 	defer d.maintMu.Unlock()
-	_, err := d.maintain(d.ctx)
+	_, err := d.maintain(d.loop.Context())
 	return err
 }
 
@@ -476,7 +469,7 @@ func (d *Dir) DeleteExpired(ctx context.Context) (int64, error) {
 	defer d.maintMu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stop := context.AfterFunc(d.ctx, cancel) // and when the store is destroyed
+	stop := context.AfterFunc(d.loop.Context(), cancel) // and when the store is destroyed
 	defer stop()
 	n, err := d.maintain(ctx)
 	if err != nil {
@@ -503,49 +496,6 @@ func (d *Dir) CountExpired(ctx context.Context) (int64, error) {
 		return n, fmt.Errorf("file storage: walking %s: %w", d.root, err)
 	}
 	return n, nil
-}
-
-// loop is the janitor goroutine: a first count of the files, then a sweep
-// every sweep_interval.
-func (d *Dir) loop() {
-	defer close(d.done)
-	err := d.sweep()
-	d.report(err)
-	close(d.ready)
-	t := time.NewTimer(time.Duration(d.sweepEach.Load()))
-	defer t.Stop()
-	for {
-		select {
-		case <-d.ctx.Done():
-			return
-		case <-d.reset:
-			t.Reset(time.Duration(d.sweepEach.Load()))
-			continue
-		case <-d.kick:
-			if d.over() {
-				d.evict()
-			}
-			continue
-		case <-t.C:
-			err = d.sweep()
-			t.Reset(time.Duration(d.sweepEach.Load()))
-		}
-		d.report(err)
-		wake(d.swept)
-	}
-}
-
-func (d *Dir) report(err error) {
-	if d.ctx.Err() != nil {
-		return
-	}
-	switch {
-	case err != nil && !d.sweepFails:
-		d.logger.Warn("file storage sweep failed", zap.String("path", d.root), zap.Error(err))
-	case err == nil && d.sweepFails:
-		d.logger.Info("file storage sweep works again", zap.String("path", d.root))
-	}
-	d.sweepFails = err != nil
 }
 
 // List calls fn for every unexpired entry whose key starts with prefix.

@@ -147,10 +147,8 @@ func TestTwoHandlesShareOneDirectory(t *testing.T) {
 	if n := refs(root); n != 1 {
 		t.Fatalf("pool references after one Cleanup: %d, want 1", n)
 	}
-	select {
-	case <-b.dir.done:
+	if b.dir.loop.Stopped() {
 		t.Fatal("the janitor stopped while handle b still uses the directory")
-	default:
 	}
 	if got, err := b.Get(bg, "k"); err != nil || storagetest.Diff(e, got, 0) != "" {
 		t.Fatalf("Get through b after a's Cleanup: %v", err)
@@ -162,7 +160,9 @@ func TestTwoHandlesShareOneDirectory(t *testing.T) {
 	if n := refs(root); n != 0 {
 		t.Fatalf("pool references after both Cleanups: %d, want 0", n)
 	}
-	<-d.done // the janitor stops (a hang here fails by the test timeout)
+	if !d.loop.Stopped() {
+		t.Fatal("the janitor still runs after the last Cleanup")
+	}
 
 	// The entries stay on disk for the next start, which counts them.
 	c := provision(t, File{Path: root})
@@ -178,12 +178,12 @@ func TestTwoHandlesShareOneDirectory(t *testing.T) {
 func TestTunablesAppliedToSharedDirectory(t *testing.T) {
 	root := t.TempDir()
 	a := provision(t, File{Path: root})
-	if a.dir.maxSize.Load() != DefaultMaxSize || time.Duration(a.dir.sweepEach.Load()) != DefaultSweepInterval {
-		t.Fatalf("defaults: max_size %d, sweep_interval %v", a.dir.maxSize.Load(), time.Duration(a.dir.sweepEach.Load()))
+	if a.dir.maxSize.Load() != DefaultMaxSize || a.dir.loop.Interval() != DefaultSweepInterval {
+		t.Fatalf("defaults: max_size %d, sweep_interval %v", a.dir.maxSize.Load(), a.dir.loop.Interval())
 	}
 	provision(t, File{Path: root, MaxSize: ptr[int64](1 << 20), SweepInterval: caddyDuration(time.Hour)})
-	if a.dir.maxSize.Load() != 1<<20 || time.Duration(a.dir.sweepEach.Load()) != time.Hour {
-		t.Fatalf("after a second config: max_size %d, sweep_interval %v; want 1 MiB, 1h", a.dir.maxSize.Load(), time.Duration(a.dir.sweepEach.Load()))
+	if a.dir.maxSize.Load() != 1<<20 || a.dir.loop.Interval() != time.Hour {
+		t.Fatalf("after a second config: max_size %d, sweep_interval %v; want 1 MiB, 1h", a.dir.maxSize.Load(), a.dir.loop.Interval())
 	}
 }
 
@@ -263,7 +263,7 @@ func TestTwoProcessesOneDirectory(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { d.Destruct() })
-		<-d.ready
+		<-d.loop.Ready()
 		stores = append(stores, &File{dir: d, compression: storage.CompressionZstd})
 	}
 	storagetest.Concurrent(t, stores, 8, 500)
@@ -428,8 +428,8 @@ func TestSweeperRuns(t *testing.T) {
 		}
 	}
 	f.dir.skew.Store(int64(24 * time.Hour))
-	<-f.dir.swept
-	<-f.dir.swept
+	<-f.dir.loop.Rounds()
+	<-f.dir.loop.Rounds()
 	if n, _ := entryFiles(t, root); n != 0 {
 		t.Fatalf("entry files after the sweeper ran past their expiry: %d, want 0", n)
 	}

@@ -34,7 +34,7 @@ func provision(t testing.TB, cfg File) *File {
 			t.Errorf("Cleanup: %v", err)
 		}
 	})
-	<-f.dir.ready
+	<-f.dir.loop.Ready()
 	return &f
 }
 

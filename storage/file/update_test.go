@@ -24,7 +24,7 @@ func TestUpdateAtomic(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { d.Destruct() })
-		<-d.ready
+		<-d.loop.Ready()
 		stores = append(stores, &File{dir: d, compression: storage.CompressionZstd})
 	}
 	storagetest.UpdateAtomic(t, stores[0], stores[1])

@@ -20,6 +20,7 @@ import (
 	"github.com/caddycache/caddy-cache/storage"
 	"github.com/caddycache/caddy-cache/storage/internal/health"
 	"github.com/caddycache/caddy-cache/storage/internal/mongoconn"
+	"github.com/caddycache/caddy-cache/storage/internal/sweeper"
 )
 
 // pool holds one *bucket per (connection, database, bucket).
@@ -64,7 +65,7 @@ type bucket struct {
 	db, name  string
 	logger    *zap.Logger
 	health    *health.Tracker
-	bg        *mongoconn.Background
+	bg        *sweeper.Loop
 
 	h atomic.Pointer[handles]
 
@@ -92,10 +93,10 @@ func newBucket(uri string, connectTimeout time.Duration, db, name string, sweep 
 		name:      name,
 		logger:    logger,
 		health:    health.New(logger, fmt.Sprintf("gridfs %s.%s on %s", db, name, client.Display())),
-		bg:        mongoconn.NewBackground(sweep, indexRetry),
+		bg:        sweeper.New(sweep, indexRetry),
 		orphanAge: defaultOrphanAge,
 	}
-	b.bg.Start(b.sweep)
+	b.bg.Start(sweeper.Jobs{Round: b.sweep, RoundTimeout: true})
 	return b, nil
 }
 
@@ -404,7 +405,7 @@ func (b *bucket) stats(ctx context.Context) (storage.Stats, error) {
 }
 
 // sweep is one run of the sweeper.
-func (b *bucket) sweep(ctx context.Context) {
+func (b *bucket) sweep(ctx context.Context) error {
 	if err := b.sweepLocks(ctx); err != nil && ctx.Err() == nil {
 		b.logger.Debug("sweeping expired gridfs locks failed",
 			zap.String("collection", b.db+"."+b.name+mongoconn.LocksSuffix), zap.Error(err))
@@ -418,6 +419,7 @@ func (b *bucket) sweep(ctx context.Context) {
 		b.logger.Debug("swept the gridfs bucket", zap.String("bucket", b.db+"."+b.name),
 			zap.Int("expired", expired), zap.Int("orphaned_files", orphans))
 	}
+	return nil // failures are logged at debug: requests report outages (health)
 }
 
 // sweepOnce deletes expired entries with their files, then orphaned files.

@@ -5,7 +5,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -237,7 +237,7 @@ func testTagIndexAndExpirer(t *testing.T, srv *testservers.Server) {
 		if err != nil {
 			t.Fatalf("KeysForTag(%q): %v", tag, err)
 		}
-		sort.Strings(ks)
+		slices.Sort(ks)
 		return strings.Join(ks, ",")
 	}
 	if got := keys("x"); got != "a,c" {

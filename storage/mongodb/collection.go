@@ -18,6 +18,7 @@ import (
 	"github.com/caddycache/caddy-cache/storage"
 	"github.com/caddycache/caddy-cache/storage/internal/health"
 	"github.com/caddycache/caddy-cache/storage/internal/mongoconn"
+	"github.com/caddycache/caddy-cache/storage/internal/sweeper"
 )
 
 // pool holds one *collection per (connection, database, collection).
@@ -45,8 +46,8 @@ type collection struct {
 	health    *health.Tracker
 
 	coll atomic.Pointer[mongo.Collection]
-	ttl  atomic.Int32          // 0 unknown, 1 TTL index in place, -1 not supported
-	bg   *mongoconn.Background // sweeper and index creation
+	ttl  atomic.Int32  // 0 unknown, 1 TTL index in place, -1 not supported
+	bg   *sweeper.Loop // sweeper and index creation
 }
 
 func newCollection(uri string, connectTimeout time.Duration, db, name string, sweep time.Duration, logger *zap.Logger) (*collection, error) {
@@ -62,8 +63,8 @@ func newCollection(uri string, connectTimeout time.Duration, db, name string, sw
 		logger:    logger,
 		health:    health.New(logger, fmt.Sprintf("mongodb %s.%s on %s", db, name, client.Display())),
 	}
-	c.bg = mongoconn.NewBackground(sweep, indexRetry)
-	c.bg.Start(c.sweep)
+	c.bg = sweeper.New(sweep, indexRetry)
+	c.bg.Start(sweeper.Jobs{Round: c.sweep, RoundTimeout: true})
 	return c, nil
 }
 
@@ -135,7 +136,7 @@ func (c *collection) createIndexes(ctx context.Context) error {
 }
 
 // sweep is one run of the sweeper.
-func (c *collection) sweep(ctx context.Context) {
+func (c *collection) sweep(ctx context.Context) error {
 	if err := c.sweepLocks(ctx); err != nil && ctx.Err() == nil {
 		c.logger.Debug("sweeping expired mongodb locks failed",
 			zap.String("collection", c.db+"."+c.name+locksSuffix), zap.Error(err))
@@ -149,6 +150,7 @@ func (c *collection) sweep(ctx context.Context) {
 		c.logger.Debug("swept expired mongodb documents",
 			zap.String("collection", c.db+"."+c.name), zap.Int64("deleted", n))
 	}
+	return nil // failures are logged at debug: requests report outages (health)
 }
 
 // sweepOnce deletes the documents that have expired.

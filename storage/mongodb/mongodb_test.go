@@ -5,7 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -159,7 +159,7 @@ func TestListPrefixIsLiteral(t *testing.T) {
 		if err := m.List(bg, prefix, func(k string, _ *storage.Entry) error { got = append(got, k); return nil }); err != nil {
 			t.Fatalf("List(%q): %v", prefix, err)
 		}
-		sort.Strings(got)
+		slices.Sort(got)
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("List(%q) = %q, want %q", prefix, got, want)
 		}
@@ -347,7 +347,7 @@ func testTagsAndExpiry(t *testing.T, s interface {
 		if err != nil {
 			t.Fatalf("KeysForTag(%q): %v", tag, err)
 		}
-		sort.Strings(ks)
+		slices.Sort(ks)
 		return strings.Join(ks, ",")
 	}
 	if got := keys("x"); got != "a,c" {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +31,7 @@ func listed(t *testing.T, r *Redis, prefix string) []string {
 	if err != nil {
 		t.Fatalf("List(%q): %v", prefix, err)
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	return keys
 }
 
@@ -161,7 +161,7 @@ func TestStandalone(t *testing.T) {
 		}
 		all := listed(t, r, "")
 		want := append([]string(nil), keys...)
-		sort.Strings(want)
+		slices.Sort(want)
 		if fmt.Sprintf("%q", all) != fmt.Sprintf("%q", want) {
 			t.Fatalf("List(\"\") = %q, want %q", all, want)
 		}
@@ -281,7 +281,7 @@ func TestClusterListAllMasters(t *testing.T) {
 	if len(perMaster) != 3 {
 		t.Fatalf("the 60 keys landed on %d masters (%v), want all 3: the test would not show per-master listing", len(perMaster), perMaster)
 	}
-	sort.Strings(want)
+	slices.Sort(want)
 	if got := listed(t, r, "site/"); fmt.Sprintf("%q", got) != fmt.Sprintf("%q", want) {
 		t.Fatalf("List(site/) = %d keys %q, want the %d keys on all masters", len(got), got, len(want))
 	}

@@ -20,6 +20,7 @@ import (
 	sqlite "modernc.org/sqlite"
 
 	"github.com/caddycache/caddy-cache/storage"
+	"github.com/caddycache/caddy-cache/storage/internal/sweeper"
 )
 
 // schemaVersion is the version of the table layout below. A database
@@ -131,7 +132,6 @@ type DB struct {
 	announced bool
 
 	maxSize   atomic.Int64 // bytes; 0 means unlimited
-	sweepEach atomic.Int64 // nanoseconds between sweeps
 	sizeEst   atomic.Int64 // upper estimate of SUM(size): last exact sum plus bytes written since
 	evictions atomic.Int64
 	skew      atomic.Int64 // added to the wall clock; tests move time forward with it
@@ -143,14 +143,11 @@ type DB struct {
 	pendingMu sync.Mutex
 	pending   map[string]int64 // key → access time to record
 
-	evictMu    sync.Mutex // one eviction at a time
-	sweepFails bool       // last sweep failed (log once per change); sweeper goroutine only
+	evictMu sync.Mutex // one eviction at a time
 
-	kick  chan struct{} // wakes the sweeper to flush access times or evict (or retry opening)
-	reset chan struct{} // the sweep interval changed
-	stop  chan struct{}
-	done  chan struct{}
-	swept chan struct{} // receives (without blocking) after each periodic round; for tests
+	// loop is the maintenance goroutine (see maintain); a kick wakes it to
+	// flush access times or evict (or retry opening).
+	loop *sweeper.Loop
 }
 
 // conns are the connections to one open file: a writer (one connection,
@@ -209,16 +206,19 @@ func newDB(path string, opts connOptions, maxSize int64, sweep time.Duration, lo
 		logger:     logger,
 		retryEvery: OpenRetryInterval,
 		pending:    map[string]int64{},
-		kick:       make(chan struct{}, 1),
-		reset:      make(chan struct{}, 1),
-		stop:       make(chan struct{}),
-		done:       make(chan struct{}),
-		swept:      make(chan struct{}, 1),
+		loop:       sweeper.New(sweep, 0),
 	}
 	db.maxSize.Store(maxSize)
-	db.sweepEach.Store(int64(sweep))
 	db.tryOpen()
-	go db.loop()
+	db.loop.Start(sweeper.Jobs{
+		Round:  db.round,
+		Kicked: db.kicked,
+		Wait:   db.interval,
+		Report: &sweeper.Health{
+			Logger: logger, Failed: "sqlite storage maintenance failed", Recovered: "sqlite storage maintenance works again",
+			Fields: []zap.Field{zap.String("path", path)},
+		},
+	})
 	return db
 }
 
@@ -416,27 +416,18 @@ func (db *DB) now() time.Time {
 func (db *DB) setTunables(maxSize int64, sweep time.Duration) (changed []zap.Field) {
 	if old := db.maxSize.Swap(maxSize); old != maxSize {
 		changed = append(changed, zap.Int64("old_max_size", old), zap.Int64("max_size", maxSize))
-		db.wake(db.kick)
+		db.loop.Kick()
 	}
-	if old := time.Duration(db.sweepEach.Swap(int64(sweep))); old != sweep {
+	if old := db.loop.SetInterval(sweep); old != sweep {
 		changed = append(changed, zap.Duration("old_sweep_interval", old), zap.Duration("sweep_interval", sweep))
-		db.wake(db.reset)
 	}
 	return changed
-}
-
-func (db *DB) wake(ch chan struct{}) {
-	select {
-	case ch <- struct{}{}:
-	default:
-	}
 }
 
 // Destruct stops the maintenance goroutine, writes pending access times and
 // closes the database. It implements caddy.Destructor.
 func (db *DB) Destruct() error {
-	close(db.stop)
-	<-db.done
+	db.loop.Stop()
 	_ = db.flushAccess(context.Background())
 	db.openErr.Store(&unavailableError{path: db.path, err: errClosed})
 	c := db.c.Swap(nil)
@@ -484,7 +475,7 @@ func (db *DB) noteAccess(key string, at int64) {
 	n := len(db.pending)
 	db.pendingMu.Unlock()
 	if n >= maxPending {
-		db.wake(db.kick)
+		db.loop.Kick()
 	}
 }
 
@@ -848,59 +839,37 @@ func (db *DB) interval() time.Duration {
 	if db.c.Load() == nil {
 		return db.retryEvery
 	}
-	return time.Duration(db.sweepEach.Load())
+	return db.loop.Interval()
 }
 
-// loop is the maintenance goroutine, started by newDB and stopped by
-// Destruct. Each periodic round first checks that the file at the path is
-// still the one open (reopening it if not), then sweeps; while the database
-// is not open, a round (or a kick) tries to open it.
-func (db *DB) loop() {
-	defer close(db.done)
-	t := time.NewTimer(db.interval())
-	defer t.Stop()
-	ctx := context.Background()
-	for {
-		var err error
-		swept := false // err is a maintenance result
-		select {
-		case <-db.stop:
-			return
-		case <-db.reset:
-			t.Reset(db.interval())
-		case <-db.kick:
-			if db.c.Load() == nil {
-				if db.tryOpen() {
-					t.Reset(db.interval())
-				}
-				continue
-			}
-			err, swept = db.flushAccess(ctx), true
-			if err == nil && db.over(db.sizeEst.Load()) {
-				err = db.evict(ctx)
-			}
-		case <-t.C:
-			switch {
-			case db.c.Load() == nil:
-				db.tryOpen()
-			case db.checkFile():
-			default:
-				err, swept = db.sweep(ctx), true
-			}
-			t.Reset(db.interval())
-			db.wake(db.swept)
-		}
-		if !swept {
-			continue
-		}
-		switch {
-		case err != nil && !db.sweepFails:
-			db.logger.Warn("sqlite storage maintenance failed", zap.String("path", db.path), zap.Error(err))
-		case err == nil && db.sweepFails:
-			db.logger.Info("sqlite storage maintenance works again", zap.String("path", db.path))
-		}
-		db.sweepFails = err != nil
+// round is the periodic maintenance, every sweep_interval: it first checks
+// that the file at the path is still the one open (reopening it if not),
+// then sweeps; while the database is not open, it tries to open it.
+func (db *DB) round(ctx context.Context) error {
+	switch {
+	case db.c.Load() == nil:
+		db.tryOpen() // logs its own outage
+		return sweeper.ErrSkipped
+	case db.checkFile():
+		return sweeper.ErrSkipped
 	}
+	return db.sweep(ctx)
+}
+
+// kicked writes the pending access times and evicts when over max_size;
+// while the database is not open, it tries to open it.
+func (db *DB) kicked(ctx context.Context) error {
+	if db.c.Load() == nil {
+		if db.tryOpen() {
+			db.loop.Reschedule() // from the retry interval to sweep_interval
+		}
+		return sweeper.ErrSkipped
+	}
+	err := db.flushAccess(ctx)
+	if err == nil && db.over(db.sizeEst.Load()) {
+		err = db.evict(ctx)
+	}
+	return err
 }
 
 // List calls fn for every unexpired entry whose key starts with prefix. It

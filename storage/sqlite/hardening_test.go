@@ -80,7 +80,7 @@ func TestUnopenableDatabaseDegrades(t *testing.T) {
 		t.Fatal(err)
 	}
 	pollUntil(t, 10*time.Second, "the database was not opened after its path became usable", func() bool {
-		s.db.wake(s.db.kick)
+		s.db.loop.Kick()
 		return s.Put(bg, "k", e) == nil
 	})
 	got, err := s.Get(bg, "k")
@@ -202,7 +202,7 @@ func TestDatabaseFileRemovedOrReplaced(t *testing.T) {
 			})
 			// More maintenance rounds log nothing more.
 			for range 3 {
-				<-db.swept
+				<-db.loop.Rounds()
 			}
 			var warns []string
 			for _, l := range logs.FilterLevelExact(zapcore.WarnLevel).All() {

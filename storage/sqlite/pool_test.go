@@ -102,14 +102,14 @@ func TestTunablesAppliedToSharedDatabase(t *testing.T) {
 	if got := a.db.maxSize.Load(); got != DefaultMaxSize {
 		t.Fatalf("default max_size: %d, want %d", got, DefaultMaxSize)
 	}
-	if got := time.Duration(a.db.sweepEach.Load()); got != DefaultSweepInterval {
+	if got := a.db.loop.Interval(); got != DefaultSweepInterval {
 		t.Fatalf("default sweep_interval: %v, want %v", got, DefaultSweepInterval)
 	}
 	provision(t, SQLite{Path: path, MaxSize: ptr[int64](1 << 20), SweepInterval: caddyDuration(time.Hour)})
 	if got := a.db.maxSize.Load(); got != 1<<20 {
 		t.Fatalf("max_size after a second config set 1 MiB: %d", got)
 	}
-	if got := time.Duration(a.db.sweepEach.Load()); got != time.Hour {
+	if got := a.db.loop.Interval(); got != time.Hour {
 		t.Fatalf("sweep_interval after a second config set 1h: %v", got)
 	}
 	provision(t, SQLite{Path: path, MaxSize: ptr[int64](0)})

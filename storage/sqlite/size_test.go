@@ -152,8 +152,8 @@ func TestSweeperRuns(t *testing.T) {
 	s.db.skew.Store(int64(24 * time.Hour))
 	// The second sweep signalled after this point started after the clock
 	// moved.
-	<-s.db.swept
-	<-s.db.swept
+	<-s.db.loop.Rounds()
+	<-s.db.loop.Rounds()
 	if n := rowCount(t, s.db, "entries"); n != 0 {
 		t.Fatalf("rows after the sweeper ran past their expiry: %d, want 0", n)
 	}

@@ -19,7 +19,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -169,7 +168,7 @@ func diff(want, got *storage.Entry, prec time.Duration, meta bool) string {
 	if got.Status != want.Status {
 		add("Status: got %d, want %d", got.Status, want.Status)
 	}
-	if !headerEqual(got.Header, want.Header) {
+	if !maps.EqualFunc(got.Header, want.Header, slices.Equal[[]string]) {
 		add("Header: got %v, want %v", got.Header, want.Header)
 	}
 	if meta {
@@ -210,16 +209,16 @@ func diff(want, got *storage.Entry, prec time.Duration, meta bool) string {
 	if got.Lifetime != want.Lifetime {
 		add("Lifetime: got %v, want %v", got.Lifetime, want.Lifetime)
 	}
-	if !stringsEqual(got.Vary, want.Vary) {
+	if !slices.Equal(got.Vary, want.Vary) {
 		add("Vary: got %q, want %q", got.Vary, want.Vary)
 	}
-	if !mapEqual(got.VaryRequest, want.VaryRequest) {
+	if !maps.Equal(got.VaryRequest, want.VaryRequest) {
 		add("VaryRequest: got %q, want %q", got.VaryRequest, want.VaryRequest)
 	}
-	if !stringsEqual(got.Variants, want.Variants) {
+	if !slices.Equal(got.Variants, want.Variants) {
 		add("Variants: got %q, want %q", got.Variants, want.Variants)
 	}
-	if !stringsEqual(got.Tags, want.Tags) {
+	if !slices.Equal(got.Tags, want.Tags) {
 		add("Tags: got %q, want %q", got.Tags, want.Tags)
 	}
 	return strings.Join(d, "; ")
@@ -246,44 +245,6 @@ func bodyDiff(got, want []byte) string {
 		}
 	}
 	return "differs"
-}
-
-func stringsEqual(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func headerEqual(a, b http.Header) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, va := range a {
-		vb, ok := b[k]
-		if !ok || !stringsEqual(va, vb) {
-			return false
-		}
-	}
-	return true
-}
-
-func mapEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, va := range a {
-		vb, ok := b[k]
-		if !ok || va != vb {
-			return false
-		}
-	}
-	return true
 }
 
 // mustPut stores e under key and fails the test on error.
@@ -815,7 +776,7 @@ func sortedKeys(m map[string]bool) []string {
 	for k := range m {
 		ks = append(ks, k)
 	}
-	sort.Strings(ks)
+	slices.Sort(ks)
 	return ks
 }
 
@@ -861,8 +822,8 @@ func (s *suite) list(t *testing.T) {
 		if err != nil {
 			t.Fatalf("List(%q): %v", prefix, err)
 		}
-		sort.Strings(want)
-		if got := sortedKeys(seen); !stringsEqual(got, want) {
+		slices.Sort(want)
+		if got := sortedKeys(seen); !slices.Equal(got, want) {
 			t.Fatalf("List(%q): got keys %q, want %q", prefix, got, want)
 		}
 	}

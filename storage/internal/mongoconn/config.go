@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddycache/caddy-cache/internal/caddyopt"
 	"github.com/caddycache/caddy-cache/storage"
+	"github.com/caddycache/caddy-cache/storage/internal/sweeper"
 )
 
 // Defaults shared by the mongodb and gridfs backends.
@@ -106,7 +107,7 @@ func Prepare(c *Config, backend string, validate func() error) (Settings, error)
 // ChangeSweepInterval sets the sweep interval of a shared store that an
 // earlier config created, and logs when that changes it. what names the
 // store ("collection", "bucket"), name its database.collection.
-func ChangeSweepInterval(bg *Background, sweep time.Duration, logger *zap.Logger, backend, what, name string) {
+func ChangeSweepInterval(bg *sweeper.Loop, sweep time.Duration, logger *zap.Logger, backend, what, name string) {
 	if old := bg.SetInterval(sweep); old != sweep {
 		logger.Info("changing the sweep interval of a shared "+backend+" "+what,
 			zap.String(what, name),
