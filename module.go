@@ -224,6 +224,9 @@ type Handler struct {
 	health       *storeHealth // storecalls.go
 	now          func() time.Time
 	ops          *ops // registry name, metrics, tags, purge (registry.go)
+
+	// maxBytes is the store's size bound, 0 if none or unknown (maxbytes.go).
+	maxBytes int64
 }
 
 // TTLRule is one per-URL lifetime rule.
@@ -279,7 +282,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.now = time.Now
 	h.flights = new(flightGroup)
 	h.uncacheable = new(passMemo)
-	h.health = new(storeHealth)
+	h.health = newStoreHealth()
 	if err := h.applyDefaults(); err != nil {
 		return err
 	}
@@ -312,6 +315,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.quietStorage = true
 	}
 	h.store = st
+	h.maxBytes = maxBytesOf(mod)
 	h.locker = lockerOf(st)
 	h.updater, _ = st.(storage.Updater)
 	if !h.isMemory && h.Memory >= 0 {
