@@ -1,8 +1,9 @@
 # The two commands a newcomer needs:
 #   make demo   Caddy with the cache in front of a small origin (Caddyfile.example)
 #   make test   every test: installs the test servers and tools it needs, checks
-#               go.mod is tidy, runs go vet and golangci-lint, then go test -race
-.PHONY: demo test deps tidy vet lint bench fuzz
+#               go.mod is tidy, runs go vet, golangci-lint and promtool on the
+#               alert rules, then go test -race
+.PHONY: demo test deps tidy vet lint rules bench fuzz
 
 GO ?= go
 
@@ -24,7 +25,12 @@ lint: deps
 	integration_test/servers/bin/golangci-lint run ./...
 	integration_test/servers/bin/golangci-lint fmt --diff ./...
 
-test: deps tidy vet lint
+# The Prometheus alert rules next to the Grafana dashboard (promtool comes
+# with the Debian package prometheus, installed by scripts/test-deps.sh).
+rules: deps
+	promtool check rules dashboards/alerts.yml
+
+test: deps tidy vet lint rules
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 # Hit-path micro benchmarks and the load benchmark (see bench/README.md).

@@ -15,6 +15,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.uber.org/zap"
+
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/caddycache/caddy-cache/storage"
@@ -29,11 +31,15 @@ func init() {
 // live cache handler stores. Handlers are identified by their name (the
 // handler's name option, or a generated one shown in every response);
 // every route takes an optional handler=<name> (query) or "handler" (body)
-// to address one of them. Errors are JSON {"error": "..."} with 400 for bad
-// input, 404 for an unknown key, handler or route, 405 for a wrong method.
+// to address one of them. Errors are caddy.APIError values, which Caddy's
+// admin endpoint logs and answers as JSON {"error": "..."}: 400 for bad
+// input, 404 for an unknown key, handler or route, 405 for a wrong method,
+// 500 when a store fails.
 //
-//	GET  /cache/entries?prefix=&host=&tag=&limit=&cursor=&handler=
-//	     {"entries": [entry...], "next_cursor": "..."}; entries are sorted by
+//	GET  /cache/entries?prefix=&host=&tag=&older_than=&status=&limit=&cursor=&handler=
+//	     {"entries": [entry...], "next_cursor": "..."}; older_than=<duration>
+//	     keeps responses at least that old (current age), status=<code>
+//	     those stored with that status; entries are sorted by
 //	     handler then key; limit defaults to 100 (at most 10000); pass
 //	     next_cursor back as cursor for the next page (with one handler in
 //	     scope, the last key returned works as a cursor too); host matches
@@ -86,33 +92,40 @@ const (
 	maxAdminBody     = 1 << 20
 )
 
-// apiError is an error answered with a status code.
-type apiError struct {
-	status int
-	msg    string
+// apiError returns an error answered with status: a caddy.APIError, which
+// Caddy's admin endpoint logs and writes as {"error": "..."}.
+func apiError(status int, format string, args ...any) error {
+	return caddy.APIError{HTTPStatus: status, Err: fmt.Errorf(format, args...)}
 }
 
-func (e *apiError) Error() string { return e.msg }
-
 func badRequest(format string, args ...any) error {
-	return &apiError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
+	return apiError(http.StatusBadRequest, format, args...)
 }
 
 func notFound(format string, args ...any) error {
-	return &apiError{http.StatusNotFound, fmt.Sprintf(format, args...)}
+	return apiError(http.StatusNotFound, format, args...)
 }
 
-// serve dispatches /cache/ requests and writes errors as JSON.
+// serve dispatches /cache/ requests. Errors go back to Caddy's admin
+// endpoint as caddy.APIError (it logs them and answers {"error": "..."}):
+// with the status of an APIError inside, keeping the outer message (which
+// names the handler or the step), else 500.
 func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
-	err := a.route(w, r)
-	if err != nil {
-		status := http.StatusInternalServerError
-		if ae, ok := errors.AsType[*apiError](err); ok {
-			status = ae.status
-		}
-		writeJSON(w, status, map[string]string{"error": err.Error()})
+	return asAPIError(a.route(w, r))
+}
+
+// asAPIError returns err as a caddy.APIError value (nil stays nil).
+func asAPIError(err error) error {
+	if err == nil {
+		return nil
 	}
-	return nil
+	if _, direct := err.(caddy.APIError); direct { //nolint:errorlint // Caddy's handleError asserts the type directly
+		return err
+	}
+	if ae, ok := errors.AsType[caddy.APIError](err); ok {
+		return caddy.APIError{HTTPStatus: ae.HTTPStatus, Err: err}
+	}
+	return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 }
 
 func (a *AdminAPI) route(w http.ResponseWriter, r *http.Request) error {
@@ -120,7 +133,7 @@ func (a *AdminAPI) route(w http.ResponseWriter, r *http.Request) error {
 	method := func(m string) error {
 		if r.Method != m {
 			w.Header().Set("Allow", m)
-			return &apiError{http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: method not allowed, use %s", r.Method, p, m)}
+			return apiError(http.StatusMethodNotAllowed, "%s %s: method not allowed, use %s", r.Method, p, m)
 		}
 		return nil
 	}
@@ -235,8 +248,11 @@ type entryInfo struct {
 	// Vary holds the selecting request header values of a variant.
 	Vary map[string]string `json:"vary,omitempty"`
 	// VaryNames and Variants describe a Vary index.
-	VaryNames  []string    `json:"vary_names,omitempty"`
-	Variants   []string    `json:"variants,omitempty"`
+	VaryNames []string `json:"vary_names,omitempty"`
+	Variants  []string `json:"variants,omitempty"`
+	// Ranges lists the stored parts of a partial entry (status 206),
+	// e.g. "bytes 0-99/1000".
+	Ranges     []string    `json:"ranges,omitempty"`
 	Header     http.Header `json:"header,omitempty"`
 	Body       *string     `json:"body,omitempty"`
 	BodyBase64 *string     `json:"body_base64,omitempty"`
@@ -258,6 +274,9 @@ func (h *Handler) entryInfo(key string, e *storage.Entry, now time.Time) entryIn
 		info.Kind, info.Status, info.VaryNames, info.Vary = "vary-index", 0, e.Vary, nil
 		info.Variants = displayKeys(unscopedKeys(e.Variants))
 		return info
+	}
+	if e.Status == http.StatusPartialContent {
+		info.Ranges = e.Header["Content-Range"]
 	}
 	info.StoredAt = e.ResponseTime
 	info.FreshUntil = e.ResponseTime.Add(e.Lifetime - e.InitialAge)
@@ -379,6 +398,10 @@ func (a *AdminAPI) list(w http.ResponseWriter, r *http.Request) error {
 	host := strings.ToLower(q.Get("host"))
 	tag := q.Get("tag")
 	index := q.Get("index") == "1" || q.Get("index") == "true"
+	older, status, err := listFilters(q)
+	if err != nil {
+		return err
+	}
 
 	// cursor: opaque (handler NUL stored key, base64url) or, with one
 	// handler in scope, a key as shown
@@ -401,8 +424,8 @@ func (a *AdminAPI) list(w http.ResponseWriter, r *http.Request) error {
 
 	var out []entryInfo
 	next, lastKey := "", ""
-	now := time.Now()
 	for i, h := range hs {
+		now := h.now()
 		if h.ops.name < curHandler {
 			continue
 		}
@@ -419,6 +442,15 @@ func (a *AdminAPI) list(w http.ResponseWriter, r *http.Request) error {
 				return false
 			}
 			if host != "" && hostOfKey(k) != host {
+				return false
+			}
+			if (older > 0 || status != 0) && e.Kind == storage.KindVary {
+				return false // an index has no status or age
+			}
+			if status != 0 && e.Status != status {
+				return false
+			}
+			if older > 0 && currentAge(e, now) < older {
 				return false
 			}
 			return tag == "" || slices.Contains(e.Tags, tag)
@@ -445,6 +477,24 @@ func (a *AdminAPI) list(w http.ResponseWriter, r *http.Request) error {
 		NextCursor string      `json:"next_cursor,omitempty"`
 	}{out, next})
 	return nil
+}
+
+// listFilters reads the older_than (a duration: entries at least that old)
+// and status (an HTTP status code) filters of GET /cache/entries.
+func listFilters(q url.Values) (older time.Duration, status int, err error) {
+	if v := q.Get("older_than"); v != "" {
+		older, err = caddy.ParseDuration(v)
+		if err != nil || older <= 0 {
+			return 0, 0, badRequest("older_than %q: want a positive duration such as 90s, 1h or 2d", v)
+		}
+	}
+	if v := q.Get("status"); v != "" {
+		status, err = strconv.Atoi(v)
+		if err != nil || status < 100 || status > 599 {
+			return 0, 0, badRequest("status %q: want an HTTP status code from 100 to 599", v)
+		}
+	}
+	return older, status, nil
 }
 
 // listSorted returns the n smallest keys greater than after (with prefix,
@@ -533,6 +583,18 @@ func writePurgeAnswer(w http.ResponseWriter, dry bool, results []purgeResult) {
 	}
 	if ans.Results == nil {
 		ans.Results = []purgeResult{}
+	}
+	if status != http.StatusOK {
+		// The answer carries every handler's result, so it is written
+		// here rather than returned as a caddy.APIError; log it as Caddy
+		// logs those.
+		for _, res := range results {
+			if res.Error != "" {
+				caddy.Log().Named("admin.api").Error("request error",
+					zap.String("handler", res.Handler), zap.String("backend", res.Backend),
+					zap.String("error", res.Error), zap.Int("status_code", status))
+			}
+		}
 	}
 	writeJSON(w, status, ans)
 }

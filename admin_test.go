@@ -59,9 +59,7 @@ func admin(t *testing.T, method, target string, body any, out any) int {
 	}
 	req := httptest.NewRequest(method, target, rd)
 	rec := httptest.NewRecorder()
-	if err := new(AdminAPI).serve(rec, req); err != nil {
-		t.Fatalf("%s %s: handler returned %v", method, target, err)
-	}
+	adminMux().ServeHTTP(rec, req)
 	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
 		t.Fatalf("%s %s: Content-Type %q", method, target, ct)
 	}
@@ -1134,5 +1132,53 @@ func TestAdminExpiredDryRunSQLite(t *testing.T) {
 	real := expiredCall(t, map[string]any{"handler": env.name()})
 	if dry.Removed != 1 || real.Removed != 1 {
 		t.Fatalf("dry run would remove %d, the real run removed %d; want 1 both", dry.Removed, real.Removed)
+	}
+}
+
+// The routes return their errors as caddy.APIError values (not wrapped:
+// Caddy's admin endpoint asserts the type) with the status users see.
+func TestAdminErrorsAreAPIErrors(t *testing.T) {
+	env := opsEnv(t, "", tagged)
+	for _, c := range []struct {
+		method, target string
+		status         int
+		msg            string
+	}{
+		{"GET", "/cache/entries?limit=0", 400, `limit "0"`},
+		{"GET", "/cache/entries?status=600", 400, `status "600"`},
+		{"GET", "/cache/entries?older_than=0s", 400, `older_than "0s"`},
+		{"GET", "/cache/entries?handler=no-such", 404, `handler "no-such"`},
+		{"GET", "/cache/entries/" + url.PathEscape(env.srv.URL+"/none"), 404, "not in the cache"},
+		{"DELETE", "/cache/purge", 405, "use POST"},
+		{"GET", "/cache/other", 404, "no such cache API route"},
+	} {
+		rec := httptest.NewRecorder()
+		err := new(AdminAPI).serve(rec, httptest.NewRequest(c.method, c.target, nil))
+		ae, ok := err.(caddy.APIError) //nolint:errorlint // Caddy asserts the type
+		if !ok || ae.HTTPStatus != c.status || !strings.Contains(ae.Error(), c.msg) {
+			t.Errorf("%s %s: %T %v, want a caddy.APIError %d containing %q", c.method, c.target, err, err, c.status, c.msg)
+		}
+		if rec.Body.Len() != 0 {
+			t.Errorf("%s %s: the route wrote %q itself; Caddy writes the error", c.method, c.target, rec.Body.String())
+		}
+	}
+	// A wrapped API error keeps its status and the outer message; any
+	// other error is a 500.
+	for _, c := range []struct {
+		err    error
+		status int
+		msg    string
+	}{
+		{fmt.Errorf("handler x: %w", badRequest("bad thing")), 400, "handler x: bad thing"},
+		{fmt.Errorf("handler x: %w", io.ErrUnexpectedEOF), 500, "handler x: unexpected EOF"},
+		{notFound("gone"), 404, "gone"},
+	} {
+		ae, ok := asAPIError(c.err).(caddy.APIError) //nolint:errorlint // Caddy asserts the type
+		if !ok || ae.HTTPStatus != c.status || ae.Error() != c.msg {
+			t.Errorf("asAPIError(%v) = %+v, want status %d and %q", c.err, ae, c.status, c.msg)
+		}
+	}
+	if asAPIError(nil) != nil {
+		t.Error("asAPIError(nil) is not nil")
 	}
 }

@@ -26,10 +26,10 @@ func init() {
 Talks to the cache routes (/cache/) of the running Caddy's admin endpoint.
 
   caddy cache purge <url> | --prefix <url-prefix> | --host <host> | --tag <tag> | --group <group> [--origin <origin>] | --all [--dry-run]
-  caddy cache list [--prefix <url-prefix>] [--host <host>] [--tag <tag>] [--limit <n>]
+  caddy cache list [--prefix <url-prefix>] [--host <host>] [--tag <tag>] [--older-than <duration>] [--status <code>] [--limit <n>]
   caddy cache inspect <key> [--body]     (<key> as list prints it)
   caddy cache explain <url> [-H 'Name: Value']... [--method <method>]
-  caddy cache stats
+  caddy cache stats [--watch [--interval <duration>] [--count <n>]]
   caddy cache expired [--stale] [--dry-run]
   caddy cache export [--prefix <url-prefix>] [--host <host>] [--tag <tag>] > cache.snap
   caddy cache import < cache.snap
@@ -69,7 +69,7 @@ func setupCacheCommand(cmd *cobra.Command) {
 	purge.Flags().Bool("dry-run", false, "Only report what would be removed")
 
 	list := &cobra.Command{
-		Use:   "list [--prefix <p>] [--host <h>] [--tag <t>] [--limit <n>]",
+		Use:   "list [--prefix <p>] [--host <h>] [--tag <t>] [--older-than <duration>] [--status <code>] [--limit <n>]",
 		Short: "Lists stored responses",
 		Args:  cobra.NoArgs,
 		RunE:  runList,
@@ -77,6 +77,8 @@ func setupCacheCommand(cmd *cobra.Command) {
 	list.Flags().String("prefix", "", "Only URLs starting with this prefix")
 	list.Flags().String("host", "", "Only URLs of this host")
 	list.Flags().String("tag", "", "Only responses with this surrogate key")
+	list.Flags().String("older-than", "", "Only responses at least this old (current age), e.g. 90s, 1h, 2d")
+	list.Flags().Int("status", 0, "Only responses stored with this status code")
 	list.Flags().Int("limit", 0, "Stop after this many entries (default: all)")
 
 	inspect := &cobra.Command{
@@ -97,11 +99,14 @@ func setupCacheCommand(cmd *cobra.Command) {
 	explain.Flags().String("method", "GET", "Request method")
 
 	stats := &cobra.Command{
-		Use:   "stats",
+		Use:   "stats [--watch [--interval <duration>] [--count <n>]]",
 		Short: "Shows entries, bytes, hits, misses and hit ratio per cache handler",
 		Args:  cobra.NoArgs,
 		RunE:  runStats,
 	}
+	stats.Flags().BoolP("watch", "w", false, "Refresh a compact table with rates until interrupted, like varnishstat")
+	stats.Flags().Duration("interval", time.Second, "Time between refreshes with --watch")
+	stats.Flags().Int("count", 0, "With --watch, stop after this many refreshes (default: until interrupted)")
 
 	expired := &cobra.Command{
 		Use:   "expired [--stale] [--dry-run]",
@@ -228,10 +233,13 @@ func printableKey(k string) string {
 func runList(cmd *cobra.Command, _ []string) error {
 	fl := cmd.Flags()
 	q := url.Values{}
-	for _, f := range []string{"prefix", "host", "tag", "handler"} {
+	for _, f := range []string{"prefix", "host", "tag", "handler", "older-than"} {
 		if v, _ := fl.GetString(f); v != "" {
-			q.Set(f, v)
+			q.Set(strings.ReplaceAll(f, "-", "_"), v)
 		}
+	}
+	if v, _ := fl.GetInt("status"); v != 0 {
+		q.Set("status", strconv.Itoa(v))
 	}
 	limit, _ := fl.GetInt("limit")
 	asJSON, _ := fl.GetBool("json")
@@ -345,12 +353,24 @@ func runExplain(cmd *cobra.Command, args []string) error {
 	})
 }
 
-func runStats(cmd *cobra.Command, _ []string) error {
+func statsURI(cmd *cobra.Command) string {
 	uri := "/cache/stats"
 	if v, _ := cmd.Flags().GetString("handler"); v != "" {
 		uri += "?handler=" + url.QueryEscape(v)
 	}
-	raw, err := adminCall(cmd, http.MethodGet, uri, nil)
+	return uri
+}
+
+func runStats(cmd *cobra.Command, _ []string) error {
+	if w, _ := cmd.Flags().GetBool("watch"); w {
+		return watchStats(cmd)
+	}
+	for _, f := range []string{"interval", "count"} {
+		if cmd.Flags().Changed(f) {
+			return fmt.Errorf("--%s needs --watch", f)
+		}
+	}
+	raw, err := adminCall(cmd, http.MethodGet, statsURI(cmd), nil)
 	if err != nil {
 		return err
 	}

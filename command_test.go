@@ -32,12 +32,7 @@ func runCLI(t *testing.T, addr string, args ...string) (string, error) {
 // cliAdmin serves the cache admin routes and returns their address.
 func cliAdmin(t *testing.T) string {
 	t.Helper()
-	mux := http.NewServeMux()
-	for _, r := range new(AdminAPI).Routes() {
-		h := r.Handler
-		mux.Handle(r.Pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _ = h.ServeHTTP(w, r) }))
-	}
-	adm := httptest.NewServer(mux)
+	adm := httptest.NewServer(adminMux())
 	t.Cleanup(adm.Close)
 	return strings.TrimPrefix(adm.URL, "http://")
 }
@@ -177,5 +172,115 @@ func TestCacheCommandsExpiredDryRun(t *testing.T) {
 	out, err = runCLI(t, addr, "expired", "--dry-run", "--handler="+nc.name())
 	if err != nil || !strings.Contains(out, "cannot count ahead") {
 		t.Fatalf("expired --dry-run, uncounted: %v\n%s", err, out)
+	}
+}
+
+// list --older-than and --status filter on the server (older_than and
+// status on GET /cache/entries), by the handler's clock.
+func TestCacheCommandsListFilters(t *testing.T) {
+	env := opsEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		w.Header().Set("Cache-Control", "max-age=86400")
+		if strings.HasPrefix(r.URL.Path, "/gone") {
+			w.WriteHeader(http.StatusNotFound)
+		}
+		_, _ = w.Write([]byte("x"))
+		return nil
+	})
+	env.get("/old")
+	env.get("/gone-old")
+	env.clock.Advance(2 * time.Hour)
+	env.get("/new")
+	env.get("/gone-new")
+	addr := cliAdmin(t)
+	h := "--handler=" + env.name()
+	u := env.srv.URL
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{nil, []string{u + "/gone-new", u + "/gone-old", u + "/new", u + "/old"}},
+		{[]string{"--older-than", "1h"}, []string{u + "/gone-old", u + "/old"}},
+		{[]string{"--older-than", "3h"}, nil},
+		{[]string{"--status", "404"}, []string{u + "/gone-new", u + "/gone-old"}},
+		{[]string{"--status", "200", "--older-than", "90m"}, []string{u + "/old"}},
+		{[]string{"--status", "404", "--limit", "1"}, []string{u + "/gone-new"}},
+	} {
+		out, err := runCLI(t, addr, append([]string{"list", h}, c.args...)...)
+		if got := listedKeys(out, u); err != nil || strings.Join(got, " ") != strings.Join(c.want, " ") {
+			t.Errorf("list %v: %v, keys %q, want %q\n%s", c.args, err, got, c.want, out)
+		}
+	}
+	for _, c := range []struct{ args []string }{
+		{[]string{"--older-than", "soon"}},
+		{[]string{"--older-than", "-1h"}},
+		{[]string{"--status", "99"}},
+	} {
+		out, err := runCLI(t, addr, append([]string{"list", h}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), strings.ReplaceAll(strings.TrimPrefix(c.args[0], "--"), "-", "_")) {
+			t.Errorf("list %v: %v, want an error naming the filter\n%s", c.args, err, out)
+		}
+	}
+}
+
+// stats --watch prints one compact table per refresh and stops after
+// --count.
+func TestCacheStatsWatch(t *testing.T) {
+	env := opsEnv(t, "", tagged)
+	env.get("/w")
+	env.get("/w")
+	addr := cliAdmin(t)
+	out, err := runCLI(t, addr, "stats", "--watch", "--interval", "1ms", "--count", "3", "--handler="+env.name())
+	if err != nil {
+		t.Fatalf("stats --watch: %v\n%s", err, out)
+	}
+	if n := strings.Count(out, "caddy cache stats"); n != 3 {
+		t.Fatalf("%d refreshes, want 3:\n%s", n, out)
+	}
+	if strings.Contains(out, "\x1b[") {
+		t.Fatalf("screen control codes written to a non-terminal:\n%q", out)
+	}
+	tables := strings.Split(out, "caddy cache stats")[1:]
+	first := strings.Fields(lineWith(tables[0], env.name()))
+	// HANDLER BACKEND ENTRIES SIZE REQ/S HIT/S MISS/S ERR/S HIT% EVICT/S
+	if len(first) != 10 || first[2] != "1" || first[4] != "-" || first[8] != "50.0" {
+		t.Fatalf("first refresh row %q: want 1 entry, no rates yet, the 50%% hit ratio since start\n%s", first, out)
+	}
+	last := strings.Fields(lineWith(tables[2], env.name()))
+	if len(last) != 10 || last[4] != "0.0" || last[8] != "-" {
+		t.Fatalf("last refresh row %q: want no requests in the interval\n%s", last, out)
+	}
+	for _, bad := range [][]string{{"--interval", "0s"}, {"--count", "-1"}, {"--json"}} {
+		if _, err := runCLI(t, addr, append([]string{"stats", "--watch"}, bad...)...); err == nil {
+			t.Errorf("stats --watch %v: no error", bad)
+		}
+	}
+	if _, err := runCLI(t, addr, "stats", "--count", "2"); err == nil || !strings.Contains(err.Error(), "--count needs --watch") {
+		t.Errorf("stats --count without --watch: %v", err)
+	}
+}
+
+func lineWith(s, sub string) string {
+	for line := range strings.SplitSeq(s, "\n") {
+		if strings.Contains(line, sub) {
+			return line
+		}
+	}
+	return ""
+}
+
+func TestWatchTableRates(t *testing.T) {
+	prev := map[string]handlerStats{"a": {Handler: "a", Hits: 10, Misses: 0, Evictions: 4}}
+	cur := []handlerStats{{Handler: "a", Backend: "sqlite", Entries: 7, Bytes: 3 << 20, Hits: 30, Misses: 10, Errors: 0, Evictions: 10, HitRatio: 0.75}}
+	var b strings.Builder
+	writeWatchTable(&b, cur, prev, 2*time.Second, time.Now(), time.Second)
+	row := strings.Fields(lineWith(b.String(), "sqlite"))
+	want := []string{"a", "sqlite", "7", "3.0MiB", "15.0", "10.0", "5.0", "0.0", "66.7", "3.0"}
+	if strings.Join(row, " ") != strings.Join(want, " ") {
+		t.Fatalf("row %q, want %q\n%s", row, want, b.String())
+	}
+	for n, want := range map[int64]string{0: "0B", 1023: "1023B", 1536: "1.5KiB", 5 << 30: "5.0GiB"} {
+		if got := humanBytes(n); got != want {
+			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
+		}
 	}
 }

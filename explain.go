@@ -159,6 +159,15 @@ func (h *Handler) explain(ctx context.Context, r *http.Request) explainResult {
 		info = h.entryInfo(h.scope+res.VariantKey, e, now)
 	}
 	res.Entry = &info
+	parts := ""
+	if e.Status == http.StatusPartialContent {
+		ps, _ := partsOf(e)
+		parts = "partial: " + ps.describe() + " stored"
+		if why := partialUse(r, e); why != "" {
+			return miss(parts + "; " + why + ": forwarded with the request's Range, and a 206 answer is combined with the stored parts")
+		}
+		parts = "; the range is served from the stored parts (" + parts + ")"
+	}
 
 	use, why, age := h.reuse(e, h.prepare(e), reqCC, now)
 	life := h.lifetimeLabel(e)
@@ -169,18 +178,19 @@ func (h *Handler) explain(ctx context.Context, r *http.Request) explainResult {
 		if e.Status >= 200 && e.Status < 300 && policy.ClientNotModified(r.Header, e.Header) {
 			res.Reason += "; the client's validators match: 304 Not Modified"
 		}
+		res.Reason += parts
 		if why, from := h.refreshExplanation(e, age, now); why != "" {
 			res.Reason += "; " + why
 			res.RefreshFrom = from
 		}
 		return res
 	case policy.UseStale:
-		res.Outcome, res.Reason = outcomeStale, "served stale: "+why
+		res.Outcome, res.Reason = outcomeStale, "served stale: "+why+parts
 		return res
 	case policy.UseStaleRevalidate:
 		res.Outcome = outcomeStale
 		res.Reason = fmt.Sprintf("served stale (stale-while-revalidate): %s exceeded by %ds; one background request revalidates it",
-			life, int64((age-e.Lifetime)/time.Second))
+			life, int64((age-e.Lifetime)/time.Second)) + parts
 		return res
 	}
 	if age >= e.Lifetime && strings.HasPrefix(why, "stale by ") {
@@ -194,7 +204,7 @@ func (h *Handler) explain(ctx context.Context, r *http.Request) explainResult {
 		if inm == "" {
 			via = "If-Modified-Since"
 		}
-		res.Reason = why + "; would revalidate with " + via + " (a 304 is served from the cache)"
+		res.Reason = why + "; would revalidate with " + via + " (a 304 is served from the cache)" + parts
 		if reqCC.OnlyIfCached {
 			res.Reason += "; only-if-cached: the client would get 504"
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/caddycache/caddy-cache/internal/outage"
 	"github.com/caddycache/caddy-cache/storage"
 )
 
@@ -256,12 +258,22 @@ func TestFullDiskLogsOnce(t *testing.T) {
 	}
 
 	// The disk has room again: the first write after the back-off works,
-	// and says so once.
+	// and writes are reported working again after the quiet period: some
+	// time without a failure and outage.DefaultSuccesses good writes.
 	f.failing.Store(false)
 	env.clock.Advance(2 * writeBackoffMin)
 	env.get("/after")
 	wantStatus(t, env.get("/after"), "hit")
-	env.get("/after/2")
+	if infos := messages(logs, zapcore.InfoLevel); len(infos) != 0 {
+		t.Fatalf("Info lines after one good write: %q, want none before the quiet period", infos)
+	}
+	puts := f.puts.Load()
+	for i := range outage.DefaultSuccesses {
+		env.get(fmt.Sprintf("/after/%d", i))
+	}
+	if n := f.puts.Load() - puts; n != outage.DefaultSuccesses {
+		t.Fatalf("%d Puts reached the store for %d misses after the back-off, want one each", n, outage.DefaultSuccesses)
+	}
 	if infos := messages(logs, zapcore.InfoLevel); len(infos) != 1 || !strings.Contains(infos[0], "writes work again") {
 		t.Fatalf("Info lines after writes work again: %q, want one", infos)
 	}
@@ -271,8 +283,9 @@ func TestFullDiskLogsOnce(t *testing.T) {
 }
 
 // A store that fails and answers in turn logs one warning, and "recovered"
-// only once it has gone recoveryQuiet without a failure (checked at the
-// next successful call).
+// only once it has gone outage.DefaultQuiet without a failure and answered
+// outage.DefaultSuccesses calls since the last one (checked at each
+// successful call).
 func TestFlappingStoreRecoveryHysteresis(t *testing.T) {
 	env := newEnv(t, `{"storage": {"backend": "faulty", "mode": "switch"}, "memory": -1, "storage_timeout": "50ms"}`,
 		fixed("Cache-Control", "max-age=600"))
@@ -292,10 +305,80 @@ func TestFlappingStoreRecoveryHysteresis(t *testing.T) {
 		t.Fatalf("Info lines while the store flaps: %q, want none (no quiet period yet)", infos)
 	}
 	f.failing.Store(false)
-	env.clock.Advance(recoveryQuiet)
+	env.clock.Advance(outage.DefaultQuiet)
 	env.get("/steady/1")
 	env.get("/steady/2")
+	if infos := messages(logs, zapcore.InfoLevel); len(infos) != 0 {
+		t.Fatalf("Info lines after a few good calls: %q, want none before %d successes", infos, outage.DefaultSuccesses)
+	}
+	for i := range outage.DefaultSuccesses {
+		env.get(fmt.Sprintf("/steady/again/%d", i))
+	}
 	if infos := messages(logs, zapcore.InfoLevel); len(infos) != 1 || !strings.Contains(infos[0], "recovered") {
 		t.Fatalf("Info lines after a quiet period: %q, want one recovered", infos)
+	}
+	// Cache-Status no longer says the store is failing.
+	wantStatus(t, env.get("/steady/1"), "hit")
+}
+
+// A quiet site recovers without outage.DefaultSuccesses calls once
+// outage.DefaultLongQuiet has passed without a failure.
+func TestFewCallsRecoverAfterLongQuiet(t *testing.T) {
+	env := newEnv(t, `{"storage": {"backend": "faulty", "mode": "switch"}, "memory": -1, "storage_timeout": "50ms"}`,
+		fixed("Cache-Control", "max-age=6000"))
+	f := faultyOf(t, env.h.store)
+	logs := observe(env)
+	f.failing.Store(true)
+	env.get("/a")
+	f.failing.Store(false)
+	env.clock.Advance(outage.DefaultLongQuiet - time.Second)
+	env.get("/b")
+	if infos := messages(logs, zapcore.InfoLevel); len(infos) != 0 {
+		t.Fatalf("Info lines before the long quiet period: %q", infos)
+	}
+	env.clock.Advance(time.Second)
+	env.get("/c")
+	if infos := messages(logs, zapcore.InfoLevel); len(infos) != 1 || !strings.Contains(infos[0], "recovered") {
+		t.Fatalf("Info lines after %v without a failure: %q, want one recovered", outage.DefaultLongQuiet, infos)
+	}
+}
+
+// At a 10% fault rate the handler logs one "failing" and one "recovered"
+// line per outage, not a pair per failed call: 50 requests a second on the
+// handler's clock, two outages of 20 s during which every tenth request
+// meets a failing store, between healthy periods.
+func TestTenPercentFaultRateOneLinePairPerOutage(t *testing.T) {
+	env := newEnv(t, `{"storage": {"backend": "faulty", "mode": "switch"}, "memory": -1, "storage_timeout": "50ms"}`,
+		fixed("Cache-Control", "max-age=6000"))
+	f := faultyOf(t, env.h.store)
+	logs := observe(env)
+	rng := rand.New(rand.NewPCG(3, 4))
+	failed := 0
+	for i := range 5000 { // 100 s
+		at := time.Duration(i) * 20 * time.Millisecond
+		outageNow := (at >= 20*time.Second && at < 40*time.Second) || (at >= 60*time.Second && at < 80*time.Second)
+		fail := outageNow && rng.IntN(10) == 0
+		if fail {
+			failed++
+		}
+		f.failing.Store(fail)
+		if r := env.get(fmt.Sprintf("/p/%d", i%50)); r.status != http.StatusOK {
+			t.Fatalf("request %d: status %d", i, r.status)
+		}
+		env.clock.Advance(20 * time.Millisecond)
+	}
+	var seq strings.Builder
+	for _, e := range logs.All() {
+		switch {
+		case strings.HasPrefix(e.Message, "cache storage failing"):
+			seq.WriteByte('D')
+		case strings.HasPrefix(e.Message, "cache storage recovered"):
+			seq.WriteByte('U')
+		default:
+			t.Errorf("unexpected line %q", e.Message)
+		}
+	}
+	if seq.String() != "DUDU" {
+		t.Fatalf("log %q for two outages with %d failed requests, want DUDU", seq.String(), failed)
 	}
 }

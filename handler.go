@@ -310,6 +310,10 @@ func (x *exchange) refreshInBackground(e *storage.Entry, detail string, slots ch
 	// the key): never the client's Range, conditionals or cache
 	// directives, whose answer (206, 304, …) could not refresh the entry.
 	r.Header = h.refreshHeader(x.r.Header, e)
+	if e.Status == http.StatusPartialContent {
+		// stored parts are refreshed for the range they answered
+		r.Header["Range"] = x.r.Header["Range"]
+	}
 	vars := map[string]any{}
 	if v, ok := x.r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any); ok {
 		maps.Copy(vars, v)
@@ -443,6 +447,12 @@ func (x *exchange) find(ctx context.Context, hotOnly bool) (*storage.Entry, stri
 	if e.Kind != storage.KindResponse || !x.h.varyMatches(e, x.r) {
 		return nil, "", "vary-miss", nil
 	}
+	if e.Status == http.StatusPartialContent {
+		if why := partialUse(x.r, e); why != "" {
+			x.detail = why // forwarded as it came; a 206 answer is combined with the parts (store)
+			return nil, "", "partial", nil
+		}
+	}
 	return e, key, "", nil
 }
 
@@ -482,6 +492,8 @@ func (x *exchange) serveStored(e *storage.Entry, age time.Duration, status, deta
 		return nil
 	}
 	switch rng := x.r.Header.Get("Range"); {
+	case e.Status == http.StatusPartialContent:
+		return x.writePartial(e, hdr)
 	case e.Status != http.StatusOK || rng == "":
 	case policy.ClassifyRange(rng) == policy.RangeUnsatisfiable:
 		hdr["Content-Range"] = []string{"bytes */" + strconv.Itoa(len(e.Body))}
@@ -559,7 +571,10 @@ func (x *exchange) forward() error {
 		setHdr("If-None-Match", inm)
 		setHdr("If-Modified-Since", ims)
 		setHdr("If-Range", "")
-		setHdr("Range", "")
+		if x.cond.Status != http.StatusPartialContent {
+			// stored parts are revalidated for the range they answer
+			setHdr("Range", "")
+		}
 	}
 	// A HEAD miss is fetched as a GET so that the response can be stored;
 	// the server drops the body for the HEAD client.
@@ -654,8 +669,12 @@ func (x *exchange) judge(status int, hdr http.Header, now time.Time) verdict {
 		return verdict{mode: modePass}
 	case x.reqCC.NoStore:
 		return verdict{mode: modePass, detail: "request no-store"}
-	case status == http.StatusPartialContent || status == http.StatusNotModified:
+	case status == http.StatusNotModified:
 		return verdict{mode: modePass, detail: "status " + strconv.Itoa(status)}
+	case status == http.StatusPartialContent:
+		if why := storablePart(hdr); why != "" {
+			return verdict{mode: modePass, detail: why}
+		}
 	}
 	if ct := hdr.Get("Content-Type"); ct != "" {
 		if mt, _, _ := mime.ParseMediaType(ct); mt == "text/event-stream" {
@@ -787,8 +806,8 @@ func (x *exchange) newEntry(status int, hdr http.Header, now time.Time) (*storag
 	h := x.h
 	respCC := h.directives(hdr)
 	u, host := h.requestURL(x.r)
-	lifetime, forced, noStore := h.lifetime(x.r.Header, status, hdr, respCC, now, host, pathOfURL(u))
-	names, why := x.storableVary(status, hdr, respCC, forced, noStore, h.rewrittenTarget(x.r) != "")
+	lifetime, forced, noStore := h.lifetime(x.r.Header, reprStatus(status), hdr, respCC, now, host, pathOfURL(u))
+	names, why := x.storableVary(reprStatus(status), hdr, respCC, forced, noStore, h.rewrittenTarget(x.r) != "")
 	if why != "" {
 		return nil, why
 	}
@@ -898,8 +917,6 @@ func (x *exchange) store(body []byte) error {
 	if body == nil {
 		body = []byte{}
 	}
-	e.Body = body
-	e.BodySize = int64(len(body))
 	ctx, cancel := h.storageContext(context.WithoutCancel(x.r.Context()))
 	defer cancel()
 	if n := len(x.indexVary); n > 0 && x.indexVary[n-1] == rewriteField && !slices.Contains(e.Vary, rewriteField) &&
@@ -915,6 +932,20 @@ func (x *exchange) store(body []byte) error {
 		key, vals = h.variantKey(x.key, e.Vary, x.r)
 		e.VaryRequest = vals
 	}
+	if e.Status == http.StatusPartialContent {
+		unlock, ok := lockParts(ctx, key)
+		if !ok {
+			return ctx.Err()
+		}
+		defer unlock()
+		var err error
+		if e, err = x.combineParts(ctx, key, e, body); err != nil {
+			return err
+		}
+		body = e.Body
+	}
+	e.Body = body
+	e.BodySize = int64(len(body))
 	if err := h.put(ctx, key, e); err != nil {
 		return err
 	}
@@ -936,7 +967,7 @@ func (x *exchange) freshen(c *capture) error {
 	merged := policy.Freshen(old.Header, c.hdr)
 	respCC := h.directives(merged)
 	u, host := h.requestURL(x.r)
-	lifetime, forced, ruleNoStore := h.lifetime(x.r.Header, old.Status, merged, respCC, now, host, pathOfURL(u))
+	lifetime, forced, ruleNoStore := h.lifetime(x.r.Header, reprStatus(old.Status), merged, respCC, now, host, pathOfURL(u))
 	initialAge := policy.InitialAge(c.hdr, x.requestTime, now)
 	e := &storage.Entry{
 		Kind:         storage.KindResponse,
@@ -985,6 +1016,9 @@ func (x *exchange) serveStaleOnError(status int) error {
 	m := statusMember{fwd: "stale", fwdStatus: status, detail: "stale-if-error"}
 	addCacheStatus(hdr, x.h.member(m.withTTL(ttl)))
 	x.setPlaceholders(statusStale, "stale-if-error")
+	if e.Status == http.StatusPartialContent {
+		return x.writePartial(e, hdr)
+	}
 	x.w.WriteHeader(e.Status)
 	if x.r.Method != http.MethodHead && policy.BodyAllowed(e.Status) {
 		_, _ = x.w.Write(e.Body)

@@ -24,6 +24,9 @@ import (
 //	caddy_http_cache_stored_bytes{handler,backend}               gauge, read from the store on scrape
 //	caddy_http_cache_entries{handler,backend}                    gauge, read from the store on scrape
 //	caddy_http_cache_evictions_total{handler,backend}            counter, read from the store on scrape
+//	caddy_http_cache_max_bytes{handler,backend}                  gauge, the store's max_size (absent when unlimited)
+//	caddy_http_cache_purges_total{handler,kind}                  counter (kind: url, tag, group, prefix, host, all)
+//	caddy_http_cache_purged_entries_total{handler}               counter, responses removed by purges
 //	caddy_http_cache_group_invalidations_total{handler,source}   counter (source: response, purge)
 //	caddy_http_cache_refresh_ahead_total{handler,result}         counter (result: started, skipped)
 //
@@ -39,7 +42,8 @@ import (
 // came from the origin, including a stale entry that was fetched again),
 // bypass (the cache was not used: method, upgrade, request body, key too
 // long, unsafe method) and error (the store failed, the request went to the
-// origin).
+// origin). Purges are counted once per handler they ran on, dry runs not
+// at all; kind is what selected the entries (an HTTP purge is url).
 
 // Results counted in caddy_http_cache_requests_total.
 const (
@@ -71,6 +75,16 @@ var (
 		Help: "Failed cache storage operations (not counting misses), by storage backend and operation.",
 	}, []string{"backend", "op"})
 
+	purgesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "http_cache", Name: "purges_total",
+		Help: "Purges run on the cache handler (admin API, HTTP purge), by what selected the entries (url, tag, group, prefix, host, all).",
+	}, []string{"handler", "kind"})
+
+	purgedEntries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "http_cache", Name: "purged_entries_total",
+		Help: "Stored responses removed by purges of the cache handler.",
+	}, []string{"handler"})
+
 	groupInvalidations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "http_cache", Name: "group_invalidations_total",
 		Help: "Cache groups (RFC 9875) invalidated, by handler and source (response: Cache-Group-Invalidation; purge: admin API).",
@@ -88,6 +102,8 @@ var (
 			"Entries held by the cache handler's store.", []string{"handler", "backend"}, nil),
 		evictions: prometheus.NewDesc("caddy_http_cache_evictions_total",
 			"Entries the cache handler's store evicted to stay within its size bound.", []string{"handler", "backend"}, nil),
+		maxBytes: prometheus.NewDesc("caddy_http_cache_max_bytes",
+			"The size bound (max_size) of the cache handler's store, in bytes; absent when unlimited.", []string{"handler", "backend"}, nil),
 	}
 )
 
@@ -97,7 +113,7 @@ func registerMetrics(reg prometheus.Registerer) error {
 	if reg == nil {
 		return nil
 	}
-	for _, c := range []prometheus.Collector{requestsTotal, storageDuration, storageErrors, groupInvalidations, refreshAheadTotal, storeStats} {
+	for _, c := range []prometheus.Collector{requestsTotal, storageDuration, storageErrors, purgesTotal, purgedEntries, groupInvalidations, refreshAheadTotal, storeStats} {
 		if err := reg.Register(c); err != nil {
 			if _, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); !ok {
 				return err
@@ -133,6 +149,14 @@ func (m *handlerMetrics) forget() {
 	for _, r := range []string{refreshStarted, refreshSkipped} {
 		refreshAheadTotal.DeleteLabelValues(m.name, r)
 	}
+	purgesTotal.DeletePartialMatch(prometheus.Labels{"handler": m.name})
+	purgedEntries.DeleteLabelValues(m.name)
+}
+
+// countPurge records a purge that ran (not a dry run) and what it removed.
+func (m *handlerMetrics) countPurge(kind string, removed int) {
+	purgesTotal.WithLabelValues(m.name, kind).Inc()
+	purgedEntries.WithLabelValues(m.name).Add(float64(removed))
 }
 
 // counts returns the handler's request counts by result.
@@ -268,7 +292,7 @@ func (s *instrumentedStore) Delete(ctx context.Context, key string) error {
 // storeCollector reads size, entry count and evictions from the stores of
 // the live handlers when /metrics is scraped.
 type storeCollector struct {
-	bytes, entries, evictions *prometheus.Desc
+	bytes, entries, evictions, maxBytes *prometheus.Desc
 }
 
 // Describe implements prometheus.Collector.
@@ -276,6 +300,7 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.bytes
 	ch <- c.entries
 	ch <- c.evictions
+	ch <- c.maxBytes
 }
 
 // Collect implements prometheus.Collector. Stores are asked concurrently,
@@ -297,6 +322,9 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(s.Bytes), h.ops.name, h.backendName)
 			ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(s.Entries), h.ops.name, h.backendName)
 			ch <- prometheus.MustNewConstMetric(c.evictions, prometheus.CounterValue, float64(s.Evictions), h.ops.name, h.backendName)
+			if h.maxBytes > 0 {
+				ch <- prometheus.MustNewConstMetric(c.maxBytes, prometheus.GaugeValue, float64(h.maxBytes), h.ops.name, h.backendName)
+			}
 		})
 	}
 	wg.Wait()

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"encoding/json"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -10,6 +11,10 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddycache/caddy-cache/storage/file"
+	"github.com/caddycache/caddy-cache/storage/memory"
+	"github.com/caddycache/caddy-cache/storage/sqlite"
 )
 
 // gather returns the families of a pedantic registry holding the cache
@@ -157,5 +162,58 @@ func TestStorageTimings(t *testing.T) {
 	}
 	if puts, _ := value(fams, "caddy_http_cache_storage_operation_duration_seconds", "backend", "counting", "op", "put"); puts-puts0 < 2 {
 		t.Errorf("storage put observations grew by %v, want at least 2", puts-puts0)
+	}
+}
+
+// Purges are counted by kind with the responses they removed, dry runs
+// not at all; a bounded store exports its max_size.
+func TestMetricsPurgesAndMaxBytes(t *testing.T) {
+	env := opsEnv(t, `{"storage": {"backend": "memory", "name": "metrics-purges", "max_size": 5000000}}`, fixed("Cache-Control", "max-age=60"))
+	n := env.name()
+	env.get("/a")
+	env.get("/b")
+	env.get("/c")
+	ctx := context.Background()
+	u, _ := url.Parse(env.srv.URL + "/a")
+	env.h.purge(ctx, purgeRequest{URL: u.String()}, u)
+	env.h.purge(ctx, purgeRequest{All: true, DryRun: true}, nil)
+	env.h.purge(ctx, purgeRequest{All: true}, nil)
+	fams := gather(t)
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"caddy_http_cache_purges_total", []string{"handler", n, "kind", "url"}, 1},
+		{"caddy_http_cache_purges_total", []string{"handler", n, "kind", "all"}, 1},
+		{"caddy_http_cache_purged_entries_total", []string{"handler", n}, 3},
+		{"caddy_http_cache_max_bytes", []string{"handler", n, "backend", "memory"}, 5000000},
+	} {
+		if got, ok := value(fams, c.name, c.labels...); !ok || got != c.want {
+			t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, got, ok, c.want)
+		}
+	}
+	_ = env.h.Cleanup()
+	if _, ok := value(gather(t), "caddy_http_cache_purges_total", "handler", n); ok {
+		t.Fatal("purge series of a handler that is gone are still exported")
+	}
+}
+
+func TestMaxBytesOf(t *testing.T) {
+	zero, small := int64(0), int64(1234)
+	for _, c := range []struct {
+		mod  any
+		want int64
+	}{
+		{&memory.Memory{MaxSize: 99}, 99},
+		{&sqlite.SQLite{}, sqlite.DefaultMaxSize},
+		{&sqlite.SQLite{MaxSize: &small}, 1234},
+		{&file.File{MaxSize: &zero}, 0},
+		{&file.File{}, file.DefaultMaxSize},
+		{new(faultyStore), 0},
+	} {
+		if got := maxBytesOf(c.mod); got != c.want {
+			t.Errorf("maxBytesOf(%T) = %d, want %d", c.mod, got, c.want)
+		}
 	}
 }

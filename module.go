@@ -239,6 +239,9 @@ type Handler struct {
 	now          func() time.Time
 	ops          *ops // registry name, metrics, tags, purge (registry.go)
 
+	// maxBytes is the store's size bound, 0 if none or unknown (maxbytes.go).
+	maxBytes int64
+
 	// refresh-ahead (refresh.go)
 	refreshFrac  float64       // refresh_ahead as a fraction of the lifetime, or
 	refreshDur   time.Duration // as a duration
@@ -298,7 +301,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.now = time.Now
 	h.flights = new(flightGroup)
 	h.uncacheable = new(passMemo)
-	h.health = new(storeHealth)
+	h.health = newStoreHealth()
 	if err := h.applyDefaults(); err != nil {
 		return err
 	}
@@ -331,6 +334,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.quietStorage = true
 	}
 	h.store = st
+	h.maxBytes = maxBytesOf(mod)
 	h.locker = lockerOf(st)
 	h.updater, _ = st.(storage.Updater)
 	if !h.isMemory && h.Memory >= 0 {

@@ -241,6 +241,24 @@ type keySet struct {
 	others    []string // Vary indexes, unreadable entries
 }
 
+// kind names what selects the entries, for the purges metric; u is
+// req.URL parsed.
+func (p *purgeRequest) kind(u *url.URL) string {
+	switch {
+	case u != nil:
+		return "url"
+	case p.Tag != "":
+		return "tag"
+	case p.Prefix != "":
+		return "prefix"
+	case p.Host != "":
+		return "host"
+	case p.Group != "":
+		return "group"
+	}
+	return "all"
+}
+
 // purge removes from h's store what req selects; u is req.URL parsed.
 func (h *Handler) purge(ctx context.Context, req purgeRequest, u *url.URL) purgeResult {
 	res := purgeResult{Handler: h.ops.name, Backend: h.backendName}
@@ -287,6 +305,9 @@ func (h *Handler) purge(ctx context.Context, req purgeRequest, u *url.URL) purge
 		h.announce(inv)
 	}
 	res.Removed = len(ks.responses)
+	if !req.DryRun && h.ops.metrics != nil {
+		h.ops.metrics.countPurge(req.kind(u), res.Removed)
+	}
 	res.Keys = displayKeys(unscopedKeys(ks.responses))
 	slices.Sort(res.Keys)
 	if len(res.Keys) > maxReportedKeys {

@@ -27,7 +27,7 @@ import (
 
 // snapAdmin serves the cache admin routes as Caddy's admin endpoint does:
 // an error a route returns is answered as JSON {"error": …} with the
-// status of a caddy.APIError.
+// status of a caddy.APIError (adminMux).
 func snapAdmin(t *testing.T) string {
 	t.Helper()
 	adm := httptest.NewServer(adminMux())
@@ -35,18 +35,30 @@ func snapAdmin(t *testing.T) string {
 	return strings.TrimPrefix(adm.URL, "http://")
 }
 
+// adminMux serves the cache admin routes, answering the errors they
+// return as Caddy's admin endpoint does (caddy/admin.go handleError): the
+// status of a caddy.APIError, which must be the error itself (Caddy
+// asserts the type, it does not unwrap), else 500, and the body
+// {"error": message}.
 func adminMux() http.Handler {
 	mux := http.NewServeMux()
 	for _, r := range new(AdminAPI).Routes() {
 		h := r.Handler
 		mux.Handle(r.Pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if err := h.ServeHTTP(w, r); err != nil {
-				status := http.StatusInternalServerError
-				var ae caddy.APIError
-				if errors.As(err, &ae) && ae.HTTPStatus != 0 {
-					status = ae.HTTPStatus
+				ae, ok := err.(caddy.APIError) //nolint:errorlint // as Caddy does
+				if !ok {
+					ae = caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: err}
 				}
-				writeJSON(w, status, map[string]string{"error": err.Error()})
+				if ae.HTTPStatus == 0 {
+					ae.HTTPStatus = http.StatusInternalServerError
+				}
+				if ae.Message == "" && ae.Err != nil {
+					ae.Message = ae.Err.Error()
+				}
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(ae.HTTPStatus)
+				_ = json.NewEncoder(w).Encode(ae)
 			}
 		}))
 	}

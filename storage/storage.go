@@ -80,6 +80,13 @@ type Stats struct {
 	Evictions int64 `json:"evictions"`
 }
 
+// MaxSizer is implemented by stores bounded by a number of bytes (their
+// max_size), reported next to Stats so that operators see how full a
+// store is. 0 means unlimited.
+type MaxSizer interface {
+	MaxBytes() int64
+}
+
 // Statser is implemented by stores that can report their size cheaply.
 type Statser interface {
 	Stats(ctx context.Context) (Stats, error)

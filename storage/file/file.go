@@ -228,3 +228,15 @@ var (
 	_ storage.Identifier = (*File)(nil)
 	_ storage.Locator    = (*File)(nil)
 )
+
+// MaxBytes implements storage.MaxSizer: the bound of the live directory, or
+// the configured one (with its default) before provisioning.
+func (f *File) MaxBytes() int64 {
+	switch {
+	case f.dir != nil:
+		return f.dir.maxSize.Load()
+	case f.MaxSize != nil:
+		return *f.MaxSize
+	}
+	return DefaultMaxSize
+}

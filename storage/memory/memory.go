@@ -331,3 +331,12 @@ var (
 	_ storage.Identifier = (*Memory)(nil)
 	_ storage.Locator    = (*Memory)(nil)
 )
+
+// MaxBytes implements storage.MaxSizer: the bound of the shared cache, or
+// the configured one before provisioning.
+func (m *Memory) MaxBytes() int64 {
+	if m.cache != nil {
+		return m.cache.MaxSize()
+	}
+	return m.MaxSize
+}

@@ -301,3 +301,15 @@ var (
 // LocksAcrossProcesses tells the handler whether to take the store's locks
 // for its misses: only when the file is shared (Shared).
 func (s *SQLite) LocksAcrossProcesses() bool { return s.Shared }
+
+// MaxBytes implements storage.MaxSizer: the bound of the live database, or
+// the configured one (with its default) before provisioning.
+func (s *SQLite) MaxBytes() int64 {
+	switch {
+	case s.db != nil:
+		return s.db.maxSize.Load()
+	case s.MaxSize != nil:
+		return *s.MaxSize
+	}
+	return DefaultMaxSize
+}
