@@ -39,11 +39,7 @@ func headerDate(h http.Header, name string) (time.Time, bool) {
 	if len(v) == 0 {
 		return time.Time{}, false
 	}
-	t, err := http.ParseTime(strings.Trim(v[0], " \t"))
-	if err != nil {
-		return time.Time{}, false
-	}
-	return t, true
+	return ParseHTTPDate(strings.Trim(v[0], " \t"))
 }
 
 // FreshnessLifetime computes the freshness lifetime (RFC 9111 §4.2.1):
@@ -73,8 +69,8 @@ func FreshnessLifetime(status int, h http.Header, cc Directives, responseTime ti
 				return 0, SourceExpires
 			}
 		}
-		t, err := http.ParseTime(strings.Trim(exp[0], " \t"))
-		if err != nil {
+		t, ok := ParseHTTPDate(strings.Trim(exp[0], " \t"))
+		if !ok {
 			return 0, SourceExpires
 		}
 		life := max(t.Sub(date), 0)

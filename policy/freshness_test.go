@@ -31,7 +31,7 @@ func TestFreshnessLifetime(t *testing.T) {
 		{"9111 §4.2.1 Expires minus response time with invalid Date", 200, http.Header{"Date": {"yesterday"}, "Expires": {httpDate(t0.Add(30 * sec))}}, "", nil, 30 * sec, SourceExpires},
 		{"9111 §5.3 invalid Expires 0 means already expired", 200, http.Header{"Expires": {"0"}, "Last-Modified": {httpDate(t0.Add(-100 * time.Hour))}}, "", nil, 0, SourceExpires},
 		{"9111 §5.3 Expires in the past is 0", 200, http.Header{"Date": {httpDate(t0)}, "Expires": {httpDate(t0.Add(-time.Hour))}}, "", nil, 0, SourceExpires},
-		{"9111 §5.3 Expires in RFC 850 format", 200, http.Header{"Date": {httpDate(t0)}, "Expires": {t0.Add(time.Minute).Format(time.RFC850)}}, "", nil, time.Minute, SourceExpires},
+		{"9111 §5.3 Expires in RFC 850 format", 200, http.Header{"Date": {httpDate(t0)}, "Expires": {rfc850Date(t0.Add(time.Minute))}}, "", nil, time.Minute, SourceExpires},
 		{"9111 §5.3 Expires in asctime format", 200, http.Header{"Date": {httpDate(t0)}, "Expires": {t0.Add(time.Minute).Format(time.ANSIC)}}, "", nil, time.Minute, SourceExpires},
 		{"9111 §4.2.1 differing Expires lines are stale", 200, http.Header{"Date": {httpDate(t0)}, "Expires": {httpDate(t0.Add(time.Hour)), httpDate(t0.Add(2 * time.Hour))}}, "", nil, 0, SourceExpires},
 		{"9111 §4.2.1 Expires wins over heuristic and no-cache", 200, http.Header{"Date": {httpDate(t0)}, "Expires": {httpDate(t0.Add(time.Minute))}, "Last-Modified": {httpDate(t0.Add(-100 * time.Hour))}}, "no-cache", nil, time.Minute, SourceExpires},
