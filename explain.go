@@ -211,7 +211,7 @@ func (h *Handler) notStoredReason(key string) string {
 func (h *Handler) lifetimeLabel(e *storage.Entry) string {
 	secs := strconv.FormatInt(int64(e.Lifetime/time.Second), 10)
 	if !h.ignoreCC {
-		cc, _ := policy.ResponseDirectives(e.Header, nil)
+		cc := h.directives(e.Header)
 		d, src := policy.FreshnessLifetime(e.Status, e.Header, cc, e.ResponseTime, h.cacheable)
 		if d == e.Lifetime {
 			switch src {

@@ -1094,13 +1094,11 @@ func (h *Handler) defaults() policy.Defaults {
 	}
 }
 
-// stripTargeted removes the targeted cache-control fields from a response
-// header going to a client, unless they are to be forwarded.
+// stripTargeted removes from a response header going to a client the
+// targeted cache-control fields that are not forwarded (h.strip:
+// Surrogate-Control by default, every one with strip_targeted).
 func (h *Handler) stripTargeted(hdr http.Header) {
-	if h.ForwardTargeted {
-		return
-	}
-	for _, f := range h.targets {
+	for _, f := range h.strip {
 		delete(hdr, f)
 	}
 }
