@@ -415,8 +415,14 @@ func (x *exchange) find(ctx context.Context, hotOnly bool) (*storage.Entry, stri
 	key := x.key
 	if e.Kind == storage.KindVary {
 		x.indexVary = e.Vary
+		idx := e
 		key = x.h.variantLookupKey(x.key, e.Vary, x.r)
 		if e, err = get(key); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				if le, lk := x.h.languageVariant(idx, x.r, get); le != nil {
+					return le, lk, "", nil
+				}
+			}
 			return nil, "", "vary-miss", err
 		}
 	}

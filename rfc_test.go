@@ -1,7 +1,11 @@
 package cache
 
 import (
+	"context"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -33,4 +37,50 @@ func TestIfModifiedSinceUsesDate(t *testing.T) {
 		t.Errorf("If-Modified-Since %q: status %d, want 200 (not an HTTP-date, ignored)", bad, r.status)
 	}
 	env.wantHits(1)
+}
+
+// RFC 9110 §12.5.4 with RFC 9111 §4.1: a stored variant whose
+// Content-Language is the client's preferred language serves a request
+// whose Accept-Language differs; one that is acceptable but not preferred
+// does not. explain says the same.
+func TestVaryAcceptLanguageByQValue(t *testing.T) {
+	env := newEnv(t, "", func(w http.ResponseWriter, r *http.Request, n int64) error {
+		lang := "de"
+		if strings.HasPrefix(r.Header.Get("Accept-Language"), "fr") {
+			lang = "fr"
+		}
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Vary", "Accept-Language, X-Other")
+		w.Header().Set("Content-Language", lang)
+		_, _ = fmt.Fprintf(w, "%s-%d", lang, n)
+		return nil
+	})
+	wantBody(t, env.get("/", "Accept-Language", "en, de"), "de-1")
+	r := env.get("/", "Accept-Language", "fr;q=0.5, de;q=1.0")
+	wantBody(t, r, "de-1")
+	if !strings.Contains(r.header.Get("Cache-Status"), "hit") {
+		t.Fatalf("Cache-Status %q, want a hit", r.header.Get("Cache-Status"))
+	}
+	ex := func(lang string, other ...string) explainResult {
+		req := httptest.NewRequest(http.MethodGet, env.srv.URL+"/", nil)
+		req.Header.Set("Accept-Language", lang)
+		if len(other) > 0 {
+			req.Header.Set("X-Other", other[0])
+		}
+		return env.h.explain(context.Background(), req)
+	}
+	if res := ex("fr;q=0.5, de;q=1.0"); res.Outcome != outcomeHit || res.SelectedBy != "Content-Language" {
+		t.Fatalf("explain: %+v, want a hit selected by Content-Language", res)
+	}
+	// de is acceptable but fr is preferred: the origin may have fr
+	wantBody(t, env.get("/", "Accept-Language", "fr, de;q=0.5"), "fr-2")
+	if res := ex("it, de;q=0.5"); res.Outcome != outcomeMiss {
+		t.Fatalf("explain for a non-preferred language: %+v, want a miss", res)
+	}
+	// the other selecting field must still match
+	wantBody(t, env.get("/", "Accept-Language", "de;q=0.9", "X-Other", "1"), "de-3")
+	if res := ex("de;q=0.9", "2"); res.Outcome != outcomeMiss {
+		t.Fatalf("explain with another X-Other: %+v, want a miss", res)
+	}
+	env.wantHits(3)
 }
