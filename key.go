@@ -493,8 +493,7 @@ func (h *Handler) languageVariant(idx *storage.Entry, r *http.Request, get func(
 	if policy.PreferredLanguage(accept) == "" {
 		return nil, ""
 	}
-	for i := len(idx.Variants) - 1; i >= 0; i-- {
-		vk := idx.Variants[i]
+	for _, vk := range slices.Backward(idx.Variants) {
 		e, err := get(vk)
 		if err != nil || e.Kind != storage.KindResponse || !slices.Equal(e.Vary, idx.Vary) {
 			continue

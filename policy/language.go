@@ -59,7 +59,8 @@ func languageRange(s string) bool {
 		}
 		for j := 0; j < len(sub); j++ {
 			c := sub[j]
-			if !('a' <= c && c <= 'z') && (i == 0 || !('0' <= c && c <= '9')) {
+			alpha, digit := 'a' <= c && c <= 'z', '0' <= c && c <= '9'
+			if !alpha && (i == 0 || !digit) {
 				return false
 			}
 		}
