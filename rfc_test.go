@@ -84,3 +84,36 @@ func TestVaryAcceptLanguageByQValue(t *testing.T) {
 	}
 	env.wantHits(3)
 }
+
+// RFC 9111 §5.1 and §5.3 in the handler: the first member of a list-valued
+// Age counts, an invalid Age is ignored, and an Expires that is not an
+// HTTP-date (RFC 9110 §5.6.7) means already expired.
+func TestAgeAndExpiresParsing(t *testing.T) {
+	date := time.Now().UTC().Format(http.TimeFormat)
+	tests := []struct {
+		name   string
+		hdr    []string
+		reused bool
+	}{
+		{"9111 §5.1 Age 0, 0", []string{"Cache-Control", "max-age=3600", "Age", "0, 0"}, true},
+		{"9111 §5.1 two Age: 0 lines", []string{"Cache-Control", "max-age=3600", "Age", "0", "Age", "0"}, true},
+		{"9111 §5.1 Age 7200, 0", []string{"Cache-Control", "max-age=3600", "Age", "7200, 0"}, false},
+		{"9111 §5.1 Age abc ignored", []string{"Cache-Control", "max-age=3600", "Age", "abc"}, true},
+		{"9111 §5.1 Age -1 ignored", []string{"Cache-Control", "max-age=3600", "Age", "-1"}, true},
+		{"9111 §5.1 Age 1.5 ignored", []string{"Cache-Control", "max-age=3600", "Age", "1.5"}, true},
+		{"9111 §5.3 Expires with a one-digit hour", []string{"Date", date, "Expires", "Thu, 01 Jan 2099 1:00:00 GMT"}, false},
+		{"9111 §5.3 Expires with two spaces", []string{"Date", date, "Expires", "Thu, 01  Jan 2099 01:00:00 GMT"}, false},
+		{"9110 §5.6.7 Expires in lower case", []string{"Date", date, "Expires", "thu, 01 jan 2099 00:00:00 gmt"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := newEnv(t, "", fixed(tt.hdr...))
+			env.get("/")
+			want := "body-2"
+			if tt.reused {
+				want = "body-1"
+			}
+			wantBody(t, env.get("/"), want)
+		})
+	}
+}
