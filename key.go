@@ -477,13 +477,17 @@ func (h *Handler) varyMatchesExcept(e *storage.Entry, r *http.Request, skip stri
 	return true
 }
 
+// maxLanguageProbes bounds the variants languageVariant reads.
+const maxLanguageProbes = 16
+
 // languageVariant looks, when the URL varies on Accept-Language and no
 // stored variant was made for the request's own Accept-Language, for a
 // stored variant whose Content-Language is the client's preferred language
 // (policy.LanguageSelects: RFC 9110 §12.5.4 qvalues, RFC 4647 basic
 // filtering) and whose other selecting fields match the request, newest
-// first. idx is the URL's Vary index; get reads an entry. It returns the
-// variant and its key, or nil.
+// first, among the maxLanguageProbes newest variants (each is a storage
+// read on a request that is otherwise a miss). idx is the URL's Vary index;
+// get reads an entry. It returns the variant and its key, or nil.
 func (h *Handler) languageVariant(idx *storage.Entry, r *http.Request, get func(string) (*storage.Entry, error)) (*storage.Entry, string) {
 	const field = "Accept-Language"
 	if !contains(idx.Vary, field) {
@@ -493,7 +497,11 @@ func (h *Handler) languageVariant(idx *storage.Entry, r *http.Request, get func(
 	if policy.PreferredLanguage(accept) == "" {
 		return nil, ""
 	}
+	probes := 0
 	for _, vk := range slices.Backward(idx.Variants) {
+		if probes++; probes > maxLanguageProbes {
+			break
+		}
 		e, err := get(vk)
 		if err != nil || e.Kind != storage.KindResponse || !slices.Equal(e.Vary, idx.Vary) {
 			continue
