@@ -65,6 +65,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		refresh_ahead_concurrency <n>
 //		targeted_fields <fields...>
 //		forward_targeted
+//		strip_targeted
 //		name <name>
 //		surrogate_keys off
 //		surrogate_keys {
@@ -89,6 +90,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	once := make(caddyopt.Once)
 	var memoryTok caddyfile.Token // where memory was set, for the check after the block
+	var stripTok caddyfile.Token  // where strip_targeted was set
 	for d.NextBlock(0) {
 		opt := d.Val()
 		if opt != "ttl" || d.CountRemainingArgs() == 1 { // ttl rules may repeat
@@ -148,6 +150,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "forward_targeted":
 			err = caddyopt.Flag(d)
 			h.ForwardTargeted = true
+		case "strip_targeted":
+			stripTok = d.Token()
+			err = caddyopt.Flag(d)
+			h.StripTargeted = true
 		case "name":
 			err = h.parseName(d)
 		case "surrogate_keys":
@@ -170,6 +176,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if err := validateStorageMemory(h.StorageRaw, h.Memory); err != nil {
 		return errAt(memoryTok, err)
 	}
+	if h.ForwardTargeted && h.StripTargeted {
+		return errAt(stripTok, errForwardStrip)
+	}
 	return nil
 }
 
@@ -182,7 +191,7 @@ var (
 		"methods", "status", "key", "max_entry_size", "max_variants", "lock_timeout", "storage_timeout", "invalidation_interval",
 		"status_header", "store_set_cookie", "stale_while_revalidate", "stale_if_error",
 		"refresh_ahead", "refresh_ahead_concurrency",
-		"targeted_fields", "forward_targeted", "name", "surrogate_keys", "purge",
+		"targeted_fields", "forward_targeted", "strip_targeted", "name", "surrogate_keys", "purge",
 	}
 	keyOptions           = []string{"ignore_query", "headers", "cookies", "template"}
 	surrogateKeysOptions = []string{"headers", "strip"}

@@ -34,6 +34,10 @@ type explainResult struct {
 	Key string `json:"key,omitempty"`
 	// VariantKey is the key of the Vary variant the request selects.
 	VariantKey string `json:"variant_key,omitempty"`
+	// SelectedBy is "Content-Language" when the variant was made for
+	// another Accept-Language but is in the client's preferred language
+	// (RFC 9110 §12.5.4); empty when the selecting fields match.
+	SelectedBy string `json:"selected_by,omitempty"`
 	// Outcome is hit, stale, revalidate, miss, bypass or error.
 	Outcome string `json:"outcome"`
 	// Reason explains the outcome, e.g. "fresh: age 12s of max-age=60,
@@ -140,6 +144,13 @@ func (h *Handler) explain(ctx context.Context, r *http.Request) explainResult {
 		vk, vals := h.variantKey(key, e.Vary, r)
 		res.VariantKey = unscoped(vk)
 		ve, err := h.get(ctx, vk)
+		if errors.Is(err, storage.ErrNotFound) {
+			if le, lk := h.languageVariant(e, r, func(k string) (*storage.Entry, error) { return h.get(ctx, k) }); le != nil {
+				ve, err = le, nil
+				res.VariantKey = unscoped(lk)
+				res.SelectedBy = "Content-Language"
+			}
+		}
 		if err != nil {
 			if !errors.Is(err, storage.ErrNotFound) {
 				res.Outcome, res.Reason = outcomeError, "storage error: "+err.Error()+"; the request would go to the origin"
@@ -150,7 +161,7 @@ func (h *Handler) explain(ctx context.Context, r *http.Request) explainResult {
 		}
 		e = ve
 	}
-	if e.Kind != storage.KindResponse || !h.varyMatches(e, r) {
+	if e.Kind != storage.KindResponse || (res.SelectedBy == "" && !h.varyMatches(e, r)) {
 		return miss("vary mismatch: the stored response was selected by " + describeVary(e.Vary, e.VaryRequest))
 	}
 	now := h.now()
@@ -228,7 +239,7 @@ func (h *Handler) notStoredReason(key string) string {
 func (h *Handler) lifetimeLabel(e *storage.Entry) string {
 	secs := strconv.FormatInt(int64(e.Lifetime/time.Second), 10)
 	if !h.ignoreCC {
-		cc, _ := policy.ResponseDirectives(e.Header, nil)
+		cc := h.directives(e.Header)
 		d, src := policy.FreshnessLifetime(e.Status, e.Header, cc, e.ResponseTime, h.cacheable)
 		if d == e.Lifetime {
 			switch src {

@@ -439,8 +439,14 @@ func (x *exchange) find(ctx context.Context, hotOnly bool) (*storage.Entry, stri
 	key := x.key
 	if e.Kind == storage.KindVary {
 		x.indexVary = e.Vary
+		idx := e
 		key = x.h.variantLookupKey(x.key, e.Vary, x.r)
 		if e, err = get(key); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				if le, lk := x.h.languageVariant(idx, x.r, get); le != nil {
+					return le, lk, "", nil
+				}
+			}
 			return nil, "", "vary-miss", err
 		}
 	}
@@ -503,7 +509,7 @@ func (x *exchange) serveStored(e *storage.Entry, age time.Duration, status, deta
 	case policy.ClassifyRange(rng) == policy.RangeBytes:
 		var mod time.Time
 		if lm := e.Header.Get("Last-Modified"); lm != "" {
-			mod, _ = http.ParseTime(lm)
+			mod, _ = policy.ParseHTTPDate(lm)
 		}
 		if _, ok := hdr["Content-Type"]; !ok {
 			hdr["Content-Type"] = nil // no sniffing
@@ -1033,13 +1039,11 @@ func (h *Handler) defaults() policy.Defaults {
 	}
 }
 
-// stripTargeted removes the targeted cache-control fields from a response
-// header going to a client, unless they are to be forwarded.
+// stripTargeted removes from a response header going to a client the
+// targeted cache-control fields that are not forwarded (h.strip:
+// Surrogate-Control by default, every one with strip_targeted).
 func (h *Handler) stripTargeted(hdr http.Header) {
-	if h.ForwardTargeted {
-		return
-	}
-	for _, f := range h.targets {
+	for _, f := range h.strip {
 		delete(hdr, f)
 	}
 }

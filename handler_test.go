@@ -820,27 +820,73 @@ func TestStaleIfErrorNotWithMustRevalidate(t *testing.T) {
 	}
 }
 
+// RFC 9213 §2.1: the targeted fields a cache used are forwarded by default
+// (a CDN downstream obeys them too); Surrogate-Control is removed, as the
+// Edge Architecture specification asks, unless forward_targeted is set;
+// strip_targeted removes them all.
 func TestTargetedCacheControl(t *testing.T) {
-	env := newEnv(t, "", fixed("Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60"))
-	r := env.get("/")
-	if r.header.Get("CDN-Cache-Control") != "" {
-		t.Fatalf("CDN-Cache-Control forwarded to the client")
+	origin := fixed("Cache-Control", "no-store", "CDN-Cache-Control", "max-age=60", "Surrogate-Control", "max-age=30")
+	env := newEnv(t, "", origin)
+	for i, want := range []string{"body-1", "body-1"} {
+		r := env.get("/")
+		wantBody(t, r, want)
+		if got := r.header.Get("CDN-Cache-Control"); got != "max-age=60" {
+			t.Fatalf("response %d: CDN-Cache-Control %q, want it forwarded (RFC 9213 §2.1)", i+1, got)
+		}
+		if r.header.Get("Surrogate-Control") != "" {
+			t.Fatalf("response %d: Surrogate-Control forwarded by default", i+1)
+		}
+		if r.header.Get("Cache-Control") != "no-store" {
+			t.Fatalf("response %d: Cache-Control %q, want it passed on", i+1, r.header.Get("Cache-Control"))
+		}
 	}
-	if r.header.Get("Cache-Control") != "no-store" {
-		t.Fatalf("Cache-Control %q, want it passed on", r.header.Get("Cache-Control"))
-	}
-	r = env.get("/")
+
+	fwd := newEnv(t, `{"forward_targeted": true}`, origin)
+	fwd.get("/")
+	r := fwd.get("/")
 	wantBody(t, r, "body-1")
-	if r.header.Get("CDN-Cache-Control") != "" {
-		t.Fatalf("CDN-Cache-Control sent on a hit")
+	if r.header.Get("Surrogate-Control") != "max-age=30" || r.header.Get("CDN-Cache-Control") != "max-age=60" {
+		t.Fatalf("forward_targeted: Surrogate-Control %q, CDN-Cache-Control %q, want both", r.header.Get("Surrogate-Control"), r.header.Get("CDN-Cache-Control"))
 	}
-	env2 := newEnv(t, `{"targeted_fields": ["Caddy-Cache-Control", "CDN-Cache-Control"], "forward_targeted": true}`,
-		fixed("CDN-Cache-Control", "no-store", "Caddy-Cache-Control", "max-age=60"))
-	env2.get("/")
-	r = env2.get("/")
-	wantBody(t, r, "body-1")
-	if r.header.Get("CDN-Cache-Control") == "" {
-		t.Fatalf("forward_targeted: CDN-Cache-Control missing")
+
+	strip := newEnv(t, `{"targeted_fields": ["Caddy-Cache-Control", "CDN-Cache-Control", "Surrogate-Control"], "strip_targeted": true}`,
+		fixed("CDN-Cache-Control", "no-store", "Caddy-Cache-Control", "max-age=60", "Surrogate-Control", "max-age=5"))
+	for i := range 2 {
+		r := strip.get("/")
+		wantBody(t, r, "body-1")
+		for _, f := range []string{"Caddy-Cache-Control", "CDN-Cache-Control", "Surrogate-Control"} {
+			if r.header.Get(f) != "" {
+				t.Fatalf("strip_targeted, response %d: %s sent to the client", i+1, f)
+			}
+		}
+	}
+}
+
+// RFC 9213 §2.1: a CDN-Cache-Control that is not a valid Structured Field
+// Dictionary, or whose max-age is not an Integer, is ignored and
+// Cache-Control governs.
+func TestTargetedInvalidFallsBack(t *testing.T) {
+	for _, v := range []string{"max-age=10000, &&&&&", `max-age="10000"`, "max-age =10000", "MAX-AGE=10000"} {
+		t.Run(v, func(t *testing.T) {
+			env := newEnv(t, "", fixed("Cache-Control", "no-store", "CDN-Cache-Control", v))
+			env.get("/")
+			r := env.get("/")
+			wantBody(t, r, "body-2")
+			if r.header.Get("CDN-Cache-Control") != v {
+				t.Fatalf("CDN-Cache-Control %q, want %q forwarded", r.header.Get("CDN-Cache-Control"), v)
+			}
+		})
+	}
+	env := newEnv(t, "", fixed("Cache-Control", "no-store", "CDN-Cache-Control", "max-age=10000"))
+	env.get("/")
+	wantBody(t, env.get("/"), "body-1")
+}
+
+func TestForwardAndStripTargetedConflict(t *testing.T) {
+	h := &Handler{ForwardTargeted: true, StripTargeted: true}
+	err := h.Validate()
+	if err == nil || !strings.Contains(err.Error(), "forward_targeted") || !strings.Contains(err.Error(), "strip_targeted") {
+		t.Fatalf("Validate() = %v, want an error naming forward_targeted and strip_targeted", err)
 	}
 }
 

@@ -460,8 +460,14 @@ func (h *Handler) variantKeyInto(primary string, names []string, r *http.Request
 // the same selecting header values as r, and with the same rewritten target
 // (none for an entry stored without a rewrite).
 func (h *Handler) varyMatches(e *storage.Entry, r *http.Request) bool {
+	return h.varyMatchesExcept(e, r, "")
+}
+
+// varyMatchesExcept is varyMatches without comparing the selecting field
+// skip.
+func (h *Handler) varyMatchesExcept(e *storage.Entry, r *http.Request, skip string) bool {
 	for _, n := range e.Vary {
-		if e.VaryRequest[n] != h.varyValue(n, r) {
+		if n != skip && e.VaryRequest[n] != h.varyValue(n, r) {
 			return false
 		}
 	}
@@ -469,6 +475,42 @@ func (h *Handler) varyMatches(e *storage.Entry, r *http.Request) bool {
 		return false
 	}
 	return true
+}
+
+// maxLanguageProbes bounds the variants languageVariant reads.
+const maxLanguageProbes = 16
+
+// languageVariant looks, when the URL varies on Accept-Language and no
+// stored variant was made for the request's own Accept-Language, for a
+// stored variant whose Content-Language is the client's preferred language
+// (policy.LanguageSelects: RFC 9110 §12.5.4 qvalues, RFC 4647 basic
+// filtering) and whose other selecting fields match the request, newest
+// first, among the maxLanguageProbes newest variants (each is a storage
+// read on a request that is otherwise a miss). idx is the URL's Vary index;
+// get reads an entry. It returns the variant and its key, or nil.
+func (h *Handler) languageVariant(idx *storage.Entry, r *http.Request, get func(string) (*storage.Entry, error)) (*storage.Entry, string) {
+	const field = "Accept-Language"
+	if !slices.Contains(idx.Vary, field) {
+		return nil, ""
+	}
+	accept := r.Header.Values(field)
+	if policy.PreferredLanguage(accept) == "" {
+		return nil, ""
+	}
+	probes := 0
+	for _, vk := range slices.Backward(idx.Variants) {
+		if probes++; probes > maxLanguageProbes {
+			break
+		}
+		e, err := get(vk)
+		if err != nil || e.Kind != storage.KindResponse || !slices.Equal(e.Vary, idx.Vary) {
+			continue
+		}
+		if policy.LanguageSelects(accept, e.Header.Values("Content-Language")) && h.varyMatchesExcept(e, r, field) {
+			return e, vk
+		}
+	}
+	return nil, ""
 }
 
 // effectiveURL is the absolute URL of the request as the key sees it: the

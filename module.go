@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"path"
@@ -178,16 +179,29 @@ type Handler struct {
 	RefreshAheadConcurrency int `json:"refresh_ahead_concurrency,omitempty"`
 
 	// TargetedFields are the targeted cache-control fields (RFC 9213) this
-	// cache obeys, in order of precedence, before Cache-Control. They are
-	// removed from responses sent to clients unless ForwardTargeted is set.
+	// cache obeys, in order of precedence, before Cache-Control. Each is
+	// parsed as a Structured Field Dictionary; one that is not valid is
+	// ignored (RFC 9213 §2.1). They are forwarded in responses to clients,
+	// as RFC 9213 §2.1 recommends, so that a cache of the same class
+	// downstream obeys them too (StripTargeted removes them).
 	// Surrogate-Control (Edge Architecture 1.0) is read for the device token
-	// "caddy", announced to the origin with Surrogate-Capability.
+	// "caddy", announced to the origin with Surrogate-Capability, and
+	// removed from responses to clients unless ForwardTargeted is set, as
+	// its specification asks.
 	// Default: ["CDN-Cache-Control", "Surrogate-Control"].
 	TargetedFields []string `json:"targeted_fields,omitempty"`
 
-	// ForwardTargeted keeps the targeted fields in responses to clients
-	// (useful when another CDN sits downstream). Default: false.
+	// ForwardTargeted keeps Surrogate-Control in responses to clients; the
+	// other targeted fields are forwarded anyway. Cannot be combined with
+	// StripTargeted. Default: false (Surrogate-Control removed).
 	ForwardTargeted bool `json:"forward_targeted,omitempty"`
+
+	// StripTargeted removes every targeted field, Surrogate-Control
+	// included, from responses to clients, for a cache that is the last of
+	// its class (RFC 9213 §2.1 leaves that choice to it). Cannot be
+	// combined with ForwardTargeted. Default: false (targeted fields
+	// forwarded, except Surrogate-Control).
+	StripTargeted bool `json:"strip_targeted,omitempty"`
 
 	// Name identifies the handler in the admin API (/cache/ on Caddy's
 	// admin endpoint), the `caddy cache` commands and the handler label of
@@ -229,6 +243,7 @@ type Handler struct {
 	cacheable    func(int) bool
 	ignoreCC     bool
 	targets      []string
+	strip        []string // targeted fields removed from responses to clients
 	surrogate    bool
 	allowGET     bool
 	allowHEAD    bool
@@ -457,6 +472,12 @@ func (h *Handler) applyDefaults() error {
 			h.surrogate = true
 		}
 	}
+	h.strip = nil
+	for _, f := range h.targets {
+		if h.StripTargeted || (f == "Surrogate-Control" && !h.ForwardTargeted) {
+			h.strip = append(h.strip, f)
+		}
+	}
 	if err := h.Validate(); err != nil {
 		return err
 	}
@@ -488,6 +509,9 @@ func (h *Handler) applyDefaults() error {
 	return nil
 }
 
+// errForwardStrip: forward_targeted and strip_targeted contradict each other.
+var errForwardStrip = errors.New("forward_targeted and strip_targeted: choose one (forward_targeted keeps Surrogate-Control, strip_targeted removes every targeted field)")
+
 // Validate checks the configuration; every error names the option.
 func (h *Handler) Validate() error {
 	if h.MaxEntrySize < 0 {
@@ -507,6 +531,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.StaleIfError < 0 {
 		return fmt.Errorf("stale_if_error must not be negative, got %s", time.Duration(h.StaleIfError))
+	}
+	if h.ForwardTargeted && h.StripTargeted {
+		return errForwardStrip
 	}
 	for _, f := range h.TargetedFields {
 		if f == "" || strings.ContainsAny(f, " :\t") || strings.EqualFold(f, "Cache-Control") {

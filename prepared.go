@@ -33,9 +33,7 @@ func (h *Handler) preparedKey() string {
 	var b strings.Builder
 	b.WriteString(strings.Join(h.targets, ","))
 	b.WriteString("|")
-	if h.ForwardTargeted {
-		b.WriteString("fwd")
-	}
+	b.WriteString(strings.Join(h.strip, ","))
 	b.WriteString("|")
 	if h.ops != nil && h.ops.tags.strip {
 		for _, f := range h.ops.tags.fields {
@@ -50,10 +48,8 @@ func (h *Handler) preparedKey() string {
 func (h *Handler) prepare(e *storage.Entry) *prepared {
 	p := &prepared{cc: h.directives(e.Header), validator: policy.HasValidator(e.Header)}
 	skip := make(map[string]bool, len(h.targets)+2)
-	if !h.ForwardTargeted {
-		for _, f := range h.targets {
-			skip[f] = true
-		}
+	for _, f := range h.strip {
+		skip[f] = true
 	}
 	if h.ops != nil && h.ops.tags.strip {
 		for _, f := range h.ops.tags.fields {

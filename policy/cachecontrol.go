@@ -47,10 +47,10 @@ type Directives struct {
 	StaleIfError         time.Duration // stale-if-error, whole seconds (RFC 5861 §4)
 	HasSIE               bool          // stale-if-error was present and valid
 
-	// Targeted is set by ResponseDirectives when the directives come
-	// from a targeted field such as CDN-Cache-Control instead of
-	// Cache-Control: the Expires header is then ignored (RFC 9213 §2.2)
-	// by FreshnessLifetime and Storable.
+	// Targeted is set by ResponseDirectives and ParseTargeted when the
+	// directives come from a targeted field such as CDN-Cache-Control
+	// instead of Cache-Control: the Expires header is then ignored (RFC
+	// 9213 §2.2) by FreshnessLifetime and Storable.
 	Targeted bool
 }
 
@@ -444,19 +444,29 @@ func isTchar(c byte) bool {
 
 // ResponseDirectives returns the directives that govern this cache for a
 // response: per RFC 9213 §2.2, the first field in targets (e.g.
-// "CDN-Cache-Control") that is present and parses to at least one directive
-// (known or not) wins over Cache-Control, and then d.Targeted is set so that
-// Expires is ignored; otherwise Cache-Control is used. field names which one
-// was used, as spelled in targets or "Cache-Control"; it is "" when the
-// response has neither.
+// "CDN-Cache-Control") that is present and valid wins over Cache-Control,
+// and then d.Targeted is set so that Expires is ignored; otherwise
+// Cache-Control is used. A targeted field is parsed with ParseTargeted as a
+// Structured Field Dictionary; one that is not valid, or is empty, is
+// ignored as if absent (RFC 9213 §2.1). Surrogate-Control (Edge
+// Architecture 1.0, not a Structured Field; see SurrogateControl) is parsed
+// with the Cache-Control syntax and counts when it holds at least one
+// directive. field names which one was used, as spelled in targets or
+// "Cache-Control"; it is "" when the response has neither.
 func ResponseDirectives(h http.Header, targets []string) (d Directives, field string) {
 	for _, t := range targets {
 		v := h.Values(t)
 		if len(v) == 0 {
 			continue
 		}
-		if td, n := parseCacheControl(v); n > 0 {
-			td.Targeted = true
+		if textproto.CanonicalMIMEHeaderKey(t) == "Surrogate-Control" {
+			if td, n := parseCacheControl(v); n > 0 {
+				td.Targeted = true
+				return td, t
+			}
+			continue
+		}
+		if td, ok := ParseTargeted(v); ok {
 			return td, t
 		}
 	}

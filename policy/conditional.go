@@ -23,8 +23,8 @@ func ClientNotModified(reqHeader, stored http.Header) bool {
 	if len(ims) != 1 {
 		return false
 	}
-	since, err := http.ParseTime(strings.Trim(ims[0], " \t"))
-	if err != nil {
+	since, ok := ParseHTTPDate(strings.Trim(ims[0], " \t"))
+	if !ok {
 		return false
 	}
 	mod, ok := headerDate(stored, "Last-Modified")
@@ -101,7 +101,7 @@ func ConditionalHeaders(stored http.Header) (ifNoneMatch, ifModifiedSince string
 	}
 	if v := stored.Values("Last-Modified"); len(v) > 0 {
 		lm := strings.Trim(v[0], " \t")
-		if _, err := http.ParseTime(lm); err == nil {
+		if _, ok := ParseHTTPDate(lm); ok {
 			ifModifiedSince = lm
 		}
 	}

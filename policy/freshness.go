@@ -39,11 +39,7 @@ func headerDate(h http.Header, name string) (time.Time, bool) {
 	if len(v) == 0 {
 		return time.Time{}, false
 	}
-	t, err := http.ParseTime(strings.Trim(v[0], " \t"))
-	if err != nil {
-		return time.Time{}, false
-	}
-	return t, true
+	return ParseHTTPDate(strings.Trim(v[0], " \t"))
 }
 
 // FreshnessLifetime computes the freshness lifetime (RFC 9111 §4.2.1):
@@ -73,8 +69,8 @@ func FreshnessLifetime(status int, h http.Header, cc Directives, responseTime ti
 				return 0, SourceExpires
 			}
 		}
-		t, err := http.ParseTime(strings.Trim(exp[0], " \t"))
-		if err != nil {
+		t, ok := ParseHTTPDate(strings.Trim(exp[0], " \t"))
+		if !ok {
 			return 0, SourceExpires
 		}
 		life := max(t.Sub(date), 0)
@@ -106,17 +102,23 @@ func addSat(a, b time.Duration) time.Duration {
 	return time.Duration(1<<63 - 1)
 }
 
-// ageValue returns the Age header as a duration: the largest valid
-// delta-seconds among its values, 0 when there is none.
-func ageValue(h http.Header) (time.Duration, bool) {
+// ageValue returns age_value (RFC 9111 §4.2.3) from the Age field (§5.1):
+// a list-valued Age (several members on one line, or several lines) counts
+// by its first member, the rest discarded; a first member that is not a
+// non-negative integer (delta-seconds: "abc", "-1", "1.5", "") makes the
+// recipient ignore the field, which then gives 0 as if there were no Age.
+// Values beyond 2^31 seconds saturate at MaxDelta (§1.2.2).
+func ageValue(h http.Header) time.Duration {
 	lines := h.Values("Age")
 	if len(lines) == 0 {
-		return 0, true
+		return 0
 	}
-	if len(lines) > 1 {
-		return 0, false
+	first, _, _ := strings.Cut(lines[0], ",")
+	av, ok := parseDelta(strings.Trim(first, " \t"))
+	if !ok {
+		return 0
 	}
-	return parseDelta(strings.Trim(lines[0], " \t"))
+	return av
 }
 
 // InitialAge computes corrected_initial_age (RFC 9111 §4.2.3) from the
@@ -129,23 +131,17 @@ func ageValue(h http.Header) (time.Duration, bool) {
 //	corrected_initial_age = max(apparent_age, corrected_age_value)
 //
 // A missing or invalid Date gives apparent_age 0 and a negative
-// response_delay (requestTime after responseTime) counts as 0. An Age that is
-// not a single non-negative integer (a list, several lines, a fraction, a
-// parameter, a negative or non-numeric value) makes the response stale: the
-// result is MaxDelta. RFC 9111 §5.1 suggests ignoring such a field; a shared
-// cache that cannot tell how old a response is should not serve it as fresh,
-// which is what the HTTP cache test suite requires too. It is never negative.
+// response_delay (requestTime after responseTime) counts as 0. age_value
+// follows §5.1 (see ageValue): the first member of a list-valued Age, and
+// an Age that is not a non-negative integer is ignored. It is never
+// negative.
 func InitialAge(h http.Header, requestTime, responseTime time.Time) time.Duration {
 	var apparent time.Duration
 	if date, ok := headerDate(h, "Date"); ok {
 		apparent = max(responseTime.Sub(date), 0)
 	}
 	delay := max(responseTime.Sub(requestTime), 0)
-	av, ok := ageValue(h)
-	if !ok {
-		return MaxDelta
-	}
-	corrected := addSat(av, delay)
+	corrected := addSat(ageValue(h), delay)
 	return max(apparent, corrected)
 }
 

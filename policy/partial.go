@@ -238,9 +238,9 @@ func IfRangeMatches(reqHeader, stored http.Header) bool {
 		v, ok := StrongValidator(stored)
 		return ok && v == tag && len(stored.Values("Etag")) > 0
 	}
-	// an HTTP-date (parsed as http.ParseTime does)
-	t, err := http.ParseTime(ir)
-	if err != nil {
+	// an HTTP-date (RFC 9110 §13.1.5)
+	t, ok := ParseHTTPDate(ir)
+	if !ok {
 		return false
 	}
 	if len(stored.Values("Etag")) > 0 {

@@ -238,7 +238,8 @@ var kindOrder = map[string]int{"required": 0, "optimal": 1, "check": 2}
 func renderSummary(run *suiteRun, config string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# HTTP cache test suite results\n\n")
-	fmt.Fprintf(&b, "The suite behind cache-tests.fyi (`http-cache-tests` %s), run against Caddy with\n"+
+	fmt.Fprintf(&b, "The suite behind cache-tests.fyi (`http-cache-tests` %s, plus the CDN-Cache-Control\n"+
+		"tests of its repository, `cdn-cache-control.mjs`), run against Caddy with\n"+
 		"%s.\n\n"+
 		"`optional` counts the suite's \"optimal\" tests; `check` tests are informational\n"+
 		"(passing means \"yes\"). A test whose dependency does not pass does not pass either.\n"+

@@ -10,7 +10,9 @@
 //                   dependency_fail, retry, untested)
 //
 // It does what the suite's cli.mjs does (same test list, including the
-// Surrogate-Control tests; same runner; no browser-only tests), plus:
+// Surrogate-Control tests; same runner; no browser-only tests), adds the
+// suite's CDN-Cache-Control tests (cdn-cache-control.mjs, from its
+// repository: the 0.4.5 package lacks them), plus:
 //
 //   --base URL        the cache under test (required)
 //   --run REGEXP      run only the tests whose id matches, and the tests
@@ -26,8 +28,10 @@ import { runTests, getResults } from 'http-cache-tests/client/runner.mjs'
 import { determineTestResult } from 'http-cache-tests/lib/display.mjs'
 import tests from 'http-cache-tests/tests/index.mjs'
 import surrogate from 'http-cache-tests/tests/surrogate-control.mjs'
+import cdn from './cdn-cache-control.mjs'
 
 tests.push(surrogate) // as cli.mjs does
+tests.push(cdn) // the suite's CDN-Cache-Control tests, which 0.4.5 does not ship
 
 const { values: opts } = parseArgs({
   options: {
