@@ -369,6 +369,21 @@ func (h *Handler) importSnapshot(ctx context.Context, sr *storage.SnapshotReader
 	}
 	jobs := make(chan job)
 	var counts [4]atomic.Int64
+	// the keys imported, announced in batches so that other instances
+	// sharing the store drop their hot copies of them (sync.go)
+	var annMu sync.Mutex
+	var announced []string
+	flush := func(all bool) {
+		annMu.Lock()
+		var batch []string
+		if all || len(announced) >= maxKeysPerMessage {
+			batch, announced = announced, nil
+		}
+		annMu.Unlock()
+		if len(batch) > 0 {
+			h.announce(invalidation{Keys: batch})
+		}
+	}
 	var storeErr error
 	var once sync.Once
 	var wg sync.WaitGroup
@@ -385,6 +400,12 @@ func (h *Handler) importSnapshot(ctx context.Context, sr *storage.SnapshotReader
 					continue
 				}
 				counts[out].Add(1)
+				if out == outImported && h.sync != nil {
+					annMu.Lock()
+					announced = append(announced, h.scope+j.key)
+					annMu.Unlock()
+					flush(false)
+				}
 			}
 		})
 	}
@@ -408,6 +429,7 @@ func (h *Handler) importSnapshot(ctx context.Context, sr *storage.SnapshotReader
 	}
 	close(jobs)
 	wg.Wait()
+	flush(true)
 
 	rep.Records, rep.Bytes = sr.Records(), sr.Offset()
 	rep.Imported, rep.SkippedExpired = counts[outImported].Load(), counts[outExpired].Load()

@@ -345,3 +345,63 @@ func TestMultiInstanceRedisCluster(t *testing.T) {
 	c.purge(0, map[string]any{"url": c.url("/u")})
 	t.Logf("Redis Cluster: 20 clients on 2 instances, 1 fetch; purge gone from the other hot tier after %v", c.gone("/u").Round(time.Millisecond))
 }
+
+// A snapshot imported through one instance replaces what the other
+// instances' hot tiers hold: the import announces the keys it stored, as a
+// purge does.
+func TestMultiInstanceSnapshotImportRedis(t *testing.T) {
+	rds := testservers.Redis(t)
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		fmt.Fprintf(w, "%s #%d", r.URL.Path, n)
+	})
+	c := startInstances(t, 2, fmt.Sprintf("storage redis %s {\n\t\t\tnamespace %s\n\t\t}", rds.URI, t.Name()), o.addr())
+	c.warm("/s")
+	old := c.get(1, "/s").body
+
+	// a newer copy of /s, stored by a third node on its own memory store
+	// (same site, so the same key)
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	startCaddyProcess(t, instancesCaddyfile("127.0.0.3", admin, c.port, "storage memory", o.addr()), t.TempDir(), fmt.Sprintf("127.0.0.3:%d", c.port))
+	fresh := do(t, http.MethodGet, fmt.Sprintf("http://127.0.0.3:%d/s", c.port), "Host", clusterHost)
+	wantCacheStatus(t, fresh, "stored")
+	if fresh.body == old {
+		t.Fatalf("the third node got the same body %q", old)
+	}
+	resp, err := http.Get("http://" + admin + "/cache/snapshot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("export: %d, %v", resp.StatusCode, err)
+	}
+	resp, err = http.Post("http://"+c.admin[0]+"/cache/snapshot", "application/octet-stream", bytes.NewReader(snap))
+	if err != nil {
+		t.Fatal(err)
+	}
+	report, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var rep struct{ Imported int }
+	if err := json.Unmarshal(report, &rep); err != nil || resp.StatusCode != http.StatusOK || rep.Imported != 1 {
+		t.Fatalf("import: %d %s", resp.StatusCode, report)
+	}
+
+	// instance 1 served /s from its hot tier; it must now serve the import
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r := c.get(1, "/s")
+		if r.body == fresh.body {
+			wantCacheStatus(t, r, "hit")
+			break
+		}
+		if r.body != old {
+			t.Fatalf("instance 1 answered %q (%s), neither the old %q nor the imported %q", r.body, r.header.Get("Cache-Status"), old, fresh.body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("instance 1 still serves %q from its hot tier after the import of %q", old, fresh.body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
