@@ -221,7 +221,9 @@ func testSweeper(t *testing.T, srv *testservers.Server) {
 // with their files.
 func testTagIndexAndExpirer(t *testing.T, srv *testservers.Server) {
 	g := provision(t, &GridFS{Config: mongoconn.Config{URI: srv.URI, SweepInterval: caddy.Duration(time.Hour)}, Bucket: uniqueName(t)})
-	soon := time.Now().Add(time.Second)
+	// c expires a few seconds after it is stored: long enough for the
+	// checks before its expiry on a loaded machine
+	soon := time.Now().Add(4 * time.Second)
 	for key, tags := range map[string][]string{"a": {"x", "y"}, "b": {"y"}, "c": {"x"}} {
 		e := storagetest.Entry(key, 10)
 		e.Tags = tags

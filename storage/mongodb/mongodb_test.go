@@ -103,7 +103,7 @@ func TestSweeperWithoutTTLIndex(t *testing.T) {
 	m := provision(t, &MongoDB{Config: mongoconn.Config{URI: srv.URI, SweepInterval: caddy.Duration(300 * time.Millisecond)}, Collection: uniqueName(t), logger: zap.New(core)})
 
 	soon := storagetest.Entry("soon", 10)
-	soon.Expires = time.Now().Add(time.Second)
+	soon.Expires = time.Now().Add(4 * time.Second) // after the count below, on a loaded machine too
 	later := storagetest.Entry("later", 10)
 	forever := storagetest.Entry("forever", 10)
 	forever.Expires = time.Time{}
@@ -324,7 +324,7 @@ func testTagsAndExpiry(t *testing.T, s interface {
 }, count func() int64,
 ) {
 	t.Helper()
-	soon := time.Now().Add(time.Second)
+	soon := time.Now().Add(4 * time.Second) // after the checks before its expiry, on a loaded machine too
 	for _, tc := range []struct {
 		key     string
 		tags    []string
