@@ -135,6 +135,7 @@ type DynamoDB struct {
 	shared     *table
 	poolKey    string
 	logger     *zap.Logger
+	httpClient dynamodb.HTTPClient // tests: the SDK client's transport (a new pooled client only)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -205,6 +206,9 @@ func (d *DynamoDB) Provision(ctx caddy.Context) error {
 			return nil, errors.New("region is not set and none was found in the AWS environment (AWS_REGION or the shared config file)")
 		}
 		client := dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+			if d.httpClient != nil {
+				o.HTTPClient = d.httpClient
+			}
 			if endpoint != "" {
 				o.BaseEndpoint = aws.String(endpoint)
 				// DynamoDB Local sends error responses whose CRC32

@@ -162,6 +162,26 @@ func newVersion() types.AttributeValue {
 	return numAttr(int64(binary.BigEndian.Uint64(b[:]) >> 1))
 }
 
+// storedVersion returns the version of the manifest stored under key, or ""
+// when it cannot tell.
+func (d *DynamoDB) storedVersion(ctx context.Context, key string) string {
+	out, err := d.shared.client.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:                aws.String(d.shared.name),
+		Key:                      keyOf(d.pk(key)),
+		ConsistentRead:           aws.Bool(true),
+		ProjectionExpression:     aws.String("#v"),
+		ExpressionAttributeNames: map[string]string{"#v": versionAttribute},
+	})
+	if err != nil {
+		return ""
+	}
+	n, _ := out.Item[versionAttribute].(*types.AttributeValueMemberN)
+	if n == nil {
+		return ""
+	}
+	return n.Value
+}
+
 // read is get that also returns the version of the manifest item it read
 // (the last one, when it read the manifest again).
 func (d *DynamoDB) read(ctx context.Context, key string, consistent bool) (*storage.Entry, version, error) {
@@ -322,6 +342,7 @@ func (d *DynamoDB) write(ctx context.Context, key string, e *storage.Entry, want
 		"size":           numAttr(int64(len(data))),
 		versionAttribute: newVersion(),
 	}
+	ours := item[versionAttribute].(*types.AttributeValueMemberN).Value
 	if e.URL != "" {
 		item["url"] = &types.AttributeValueMemberS{Value: e.URL}
 	}
@@ -374,10 +395,17 @@ func (d *DynamoDB) write(ctx context.Context, key string, e *storage.Entry, want
 	}
 	out, err := d.shared.client.PutItem(ctx, in)
 	if err != nil {
+		_, conflict := errors.AsType[*types.ConditionalCheckFailedException](err)
+		if conflict && d.storedVersion(ctx, key) == ours {
+			// The SDK retried a write that was applied but whose
+			// answer was lost: the retry found the write's own version.
+			// It is done (the parts it replaced expire with their TTL).
+			return nil
+		}
 		if gen != "" {
 			d.cleanupParts(gen, parts)
 		}
-		if _, ok := errors.AsType[*types.ConditionalCheckFailedException](err); ok {
+		if conflict {
 			return errConflict
 		}
 		return fmt.Errorf("dynamodb put: %w", err)
