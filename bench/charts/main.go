@@ -76,7 +76,7 @@ func main() {
 	}
 	for name, c := range Charts(&r) {
 		path := filepath.Join(*out, name)
-		if err := os.WriteFile(path, []byte(c.SVG()), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(c.SVG()), 0o644); err != nil { //nolint:gosec // G306: charts are documentation, readable by all
 			fail(err)
 		}
 		fmt.Fprintln(os.Stderr, "charts: wrote", path)
@@ -94,8 +94,10 @@ func Charts(r *Results) map[string]Chart {
 	charts := map[string]Chart{}
 
 	if len(r.HitRatio) > 0 {
-		c := Chart{Title: "Hit throughput ÷ Caddy respond (requests per CPU-second)", Note: note,
-			Unit: "× respond", Line: 1, LineLabel: "respond"}
+		c := Chart{
+			Title: "Hit throughput ÷ Caddy respond (requests per CPU-second)", Note: note,
+			Unit: "× respond", Line: 1, LineLabel: "respond",
+		}
 		for _, h := range r.HitRatio {
 			g, s := c.index(h.Size, h.Target)
 			c.Values[s][g] = h.Ratio
@@ -105,10 +107,12 @@ func Charts(r *Results) map[string]Chart {
 
 	if len(r.RSS) > 0 {
 		c := Chart{Title: "RSS growth per stored entry", Note: note, Unit: "KiB per entry"}
-		for _, e := range r.RSS {
+		for _, e := range r.RSS { // the stores first, then the goal and the body
 			g, s := c.index(fmt.Sprintf("%s × %d", e.Size, e.Entries), e.Store)
 			c.Values[s][g] = e.BytesPerEntry / 1024
-			g, s = c.index(fmt.Sprintf("%s × %d", e.Size, e.Entries), "goal: 1.1 × body + 1 KiB")
+		}
+		for _, e := range r.RSS {
+			g, s := c.index(fmt.Sprintf("%s × %d", e.Size, e.Entries), "goal: 1.1 × body + 1 KiB")
 			c.Values[s][g] = (1.1*e.Body + 1024) / 1024
 			g, s = c.index(fmt.Sprintf("%s × %d", e.Size, e.Entries), "body")
 			c.Values[s][g] = e.Body / 1024
@@ -171,7 +175,8 @@ func (c Chart) SVG() string {
 	)
 	bars := len(c.Series)
 	groupW := float64(bars)*barW + gap
-	plotW := math.Max(float64(len(c.Groups))*groupW, 360)
+	// wide enough for the bars and for the note (about 6 px a character)
+	plotW := math.Max(float64(len(c.Groups))*groupW, math.Max(360, 6*float64(len([]rune(c.Note)))-left))
 	legendH := 18.0 * float64(len(c.Series))
 	plotH := 260.0
 	width := left + plotW + right
@@ -215,6 +220,7 @@ func (c Chart) SVG() string {
 			x := x0 + float64(s)*barW
 			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s %s: %s</title></rect>`+"\n",
 				x, y(v), barW-2, top+plotH-y(v), palette[s%len(palette)], esc(c.Series[s]), esc(name), label(v))
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-size="9">%s</text>`+"\n", x+(barW-2)/2, y(v)-3, short(v))
 		}
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle">%s</text>`+"\n", x0+float64(bars)*barW/2, top+plotH+18, esc(name))
 	}
@@ -251,6 +257,17 @@ func label(v float64) string {
 	s := fmt.Sprintf("%.2f", v)
 	s = strings.TrimRight(s, "0")
 	return strings.TrimSuffix(s, ".")
+}
+
+// short formats a figure for the top of a bar: three significant digits.
+func short(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
 }
 
 func esc(s string) string { return html.EscapeString(s) }

@@ -101,10 +101,8 @@ func run(ctx context.Context, c config) Result {
 	}
 	start := time.Now()
 	var wg sync.WaitGroup
-	for w := 0; w < c.conns; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for range c.conns {
+		wg.Go(func() {
 			var mine []time.Duration
 			for {
 				var i int
@@ -135,7 +133,7 @@ func run(ctx context.Context, c config) Result {
 			mu.Lock()
 			lat = append(lat, mine...)
 			mu.Unlock()
-		}()
+		})
 	}
 	wg.Wait()
 	elapsed := time.Since(start)

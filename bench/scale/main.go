@@ -99,10 +99,8 @@ func fill(path, marker, prefix string, from, n, tags int, expire time.Duration, 
 	work := make(chan int, 1024)
 	errs := make(chan error, workers)
 	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	for range workers {
+		wg.Go(func() {
 			for i := range work {
 				part := prefix + strconv.Itoa(i)
 				e := *tpl
@@ -121,7 +119,7 @@ func fill(path, marker, prefix string, from, n, tags int, expire time.Duration, 
 					return
 				}
 			}
-		}()
+		})
 	}
 	var ferr error
 	for i := from; i < from+n && ferr == nil; i++ {
