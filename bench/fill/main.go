@@ -5,7 +5,8 @@
 // Fill mode (the default) requests every number in [from, from+n) once:
 // n distinct URLs, so with a cache in front each one is a miss that stores
 // an entry. Load mode (-duration > 0) requests random numbers from that
-// range until the duration is over and reports the latency percentiles.
+// range until the duration is over (at least one request per client) and
+// reports the latency percentiles.
 //
 //	fill -url 'http://127.0.0.1:8080/16KB?n=%d' -n 20000 -c 8
 //	fill -url 'http://127.0.0.1:8080/1KB?n=%d' -n 1000000 -c 32 -duration 10s -hit
@@ -107,7 +108,8 @@ func run(ctx context.Context, c config) Result {
 			for {
 				var i int
 				if c.duration > 0 {
-					if !time.Now().Before(deadline) {
+					// every client sends at least one request
+					if len(mine) > 0 && !time.Now().Before(deadline) {
 						break
 					}
 					i = c.from + rand.IntN(c.n)

@@ -72,7 +72,7 @@ func TestFillChecksSizeAndHits(t *testing.T) {
 func TestLoadModeStaysInRange(t *testing.T) {
 	srv, seen, mu := server(t)
 	res := run(context.Background(), config{url: srv.URL + "/?n=%d", from: 10, n: 3, conns: 2, size: 10, duration: 50 * time.Millisecond})
-	if res.Requests == 0 || res.Errors != 0 {
+	if res.Requests < 2 || res.Errors != 0 { // at least one per client
 		t.Fatalf("requests %d errors %d (%s)", res.Requests, res.Errors, res.FirstError)
 	}
 	mu.Lock()
