@@ -35,8 +35,8 @@ test: deps tidy vet lint rules
 
 # Every benchmark (see bench/README.md): hits against respond and
 # reverse_proxy, fill time, RSS per entry and a million-entry SQLite; one
-# summary table into bench/results.md, charts into bench/*.svg. About half
-# an hour on 2 CPUs. Parts only: make bench PARTS="load fill".
+# summary table into bench/results.md, charts into bench/*.svg. About 40
+# minutes on 2 CPUs. Parts only: make bench PARTS="load fill".
 bench:
 	bash bench/run.sh
 
