@@ -689,7 +689,10 @@ if has scale; then
 		echo "bench: scale: storing ${sc_count[$i]} entries in ${sc_names[$i]}.db" >&2
 		out=$("$TMP/scale" -db "$TMP/${sc_names[$i]}.db" -n "${sc_count[$i]}") || die "scale fill failed: $out"
 		echo "bench: scale: $out" >&2
-		if [[ $i == 1 ]]; then SC_FILL_S=$(printf '%.0f' "$(jget seconds "$out")"); fi
+		if [[ $i == 1 ]]; then
+			SC_FILL_S=$(printf '%.0f' "$(jget seconds "$out")")
+			SC_TPL_KEY=$(grep -o '"template_key": *"[^"]*"' <<<"$out" | sed 's/.*: *"//; s/"$//')
+		fi
 	done
 	SC_DB_MB=$(du -m "$TMP/big.db" | cut -f1)
 	# start and first hit on the big file
@@ -727,7 +730,7 @@ if has scale; then
 	# SWEEP_CONNS clients hit random entries for SWEEP_LOAD, once without a
 	# sweep, once with the sweep started through POST /cache/expired (the
 	# deletion the periodic sweep runs) a fifth into the window
-	out=$("$TMP/scale" -db "$TMP/big.db" -from $((SCALE_N + 1000000)) -n "$SCALE_EXPIRED" -tags 0 -expire 1s) ||
+	out=$("$TMP/scale" -db "$TMP/big.db" -key "$SC_TPL_KEY" -from $((SCALE_N + 1000000)) -n "$SCALE_EXPIRED" -tags 0 -expire 1s) ||
 		die "scale: storing the expiring entries failed: $out"
 	sleep 2
 	expired_count() {

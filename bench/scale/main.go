@@ -41,6 +41,7 @@ type Result struct {
 func main() {
 	path := flag.String("db", "", "the SQLite file Caddy wrote the template entry to")
 	marker := flag.String("marker", "n=tpl", "the part of the template key replaced by the entry number")
+	key := flag.String("key", "", "the template's key (default: the first key with -marker, found by listing the file)")
 	prefix := flag.String("prefix", "n=", "what the entry number follows in the new keys")
 	from := flag.Int("from", 0, "first entry number")
 	n := flag.Int("n", 1000, "how many entries")
@@ -52,7 +53,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "scale: want -db, -n > 0 and -c > 0")
 		os.Exit(2)
 	}
-	res, err := fill(*path, *marker, *prefix, *from, *n, *tags, *expire, *workers)
+	res, err := fill(*path, *key, *marker, *prefix, *from, *n, *tags, *expire, *workers)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "scale:", err)
 		os.Exit(1)
@@ -65,7 +66,7 @@ func main() {
 
 var errFound = errors.New("found")
 
-func fill(path, marker, prefix string, from, n, tags int, expire time.Duration, workers int) (Result, error) {
+func fill(path, key, marker, prefix string, from, n, tags int, expire time.Duration, workers int) (Result, error) {
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	defer cancel()
 	unlimited := int64(0)
@@ -77,17 +78,20 @@ func fill(path, marker, prefix string, from, n, tags int, expire time.Duration, 
 	}
 	defer func() { _ = s.Cleanup() }()
 
-	var tplKey string
+	tplKey := key
 	var tpl *storage.Entry
-	err := s.List(ctx, "", func(k string, _ *storage.Entry) error {
-		if strings.Contains(k, marker) {
-			tplKey = k
-			return errFound
+	var err error
+	if tplKey == "" {
+		err = s.List(ctx, "", func(k string, _ *storage.Entry) error {
+			if strings.Contains(k, marker) {
+				tplKey = k
+				return errFound
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errFound) {
+			return Result{}, fmt.Errorf("listing %s: %w", path, err)
 		}
-		return nil
-	})
-	if err != nil && !errors.Is(err, errFound) {
-		return Result{}, fmt.Errorf("listing %s: %w", path, err)
 	}
 	if tplKey == "" {
 		return Result{}, fmt.Errorf("no entry of %s has %q in its key", path, marker)
