@@ -33,7 +33,10 @@ rules: deps
 test: deps tidy vet lint rules
 	$(GO) test -race -count=1 -timeout 30m ./...
 
-# Hit-path micro benchmarks and the load benchmark (see bench/README.md).
+# Every benchmark (see bench/README.md): hits against respond and
+# reverse_proxy, fill time, RSS per entry and a million-entry SQLite; one
+# summary table into bench/results.md, charts into bench/*.svg. About 40
+# minutes on 2 CPUs. Parts only: make bench PARTS="load fill".
 bench:
 	bash bench/run.sh
 
