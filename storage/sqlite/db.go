@@ -144,6 +144,7 @@ type DB struct {
 	pending   map[string]int64 // key → access time to record
 
 	evictMu sync.Mutex // one eviction at a time
+	sized   atomic.Bool // sizeEst was summed since the database was opened
 
 	// loop is the maintenance goroutine (see maintain); a kick wakes it to
 	// flush access times or evict (or retry opening).
@@ -251,6 +252,10 @@ func (db *DB) tryOpen() bool {
 	}
 	db.sizeEst.Store(total)
 	db.c.Store(c)
+	db.sized.Store(false)
+	if db.loop != nil {
+		db.loop.Kick() // sum the stored bytes (kicked)
+	}
 	if db.announced {
 		db.announced = false
 		db.logger.Info("sqlite cache database opened; caching resumes", zap.String("path", db.path))
@@ -306,7 +311,7 @@ func (db *DB) checkFile() (changed bool) {
 }
 
 // openFile opens (creating if needed) the database at path and prepares the
-// schema; total is the bytes of its entries. A file that is not a SQLite
+// schema (total is 0: the maintenance goroutine sums the bytes stored). A file that is not a SQLite
 // database, or one SQLite reports as corrupt, is moved aside (to
 // path.corrupt-<unix time>) and replaced by a new one: it only held cached
 // responses.
@@ -364,14 +369,9 @@ func open(path string, opts connOptions) (*conns, int64, error) {
 		r.Close()
 		return nil, 0, fmt.Errorf("preparing statements: %w", err)
 	}
-	var total int64
-	if err := r.QueryRow(`SELECT COALESCE(SUM(size), 0) FROM entries`).Scan(&total); err != nil {
-		get.Close()
-		w.Close()
-		r.Close()
-		return nil, 0, fmt.Errorf("reading the cache size: %w", err)
-	}
-	return &conns{w: w, r: r, get: get, file: fi}, total, nil
+	// The bytes stored are summed by the maintenance goroutine (sizeOnOpen),
+	// not here: on a large file that scan would delay Caddy's start.
+	return &conns{w: w, r: r, get: get, file: fi}, 0, nil
 }
 
 func initSchema(w *sql.DB) error {
@@ -864,6 +864,13 @@ func (db *DB) kicked(ctx context.Context) error {
 			db.loop.Reschedule() // from the retry interval to sweep_interval
 		}
 		return sweeper.ErrSkipped
+	}
+	if !db.sized.Load() {
+		// just opened: sum the bytes already stored, for max_size
+		if _, err := db.exactSize(ctx); err != nil {
+			return err
+		}
+		db.sized.Store(true)
 	}
 	err := db.flushAccess(ctx)
 	if err == nil && db.over(db.sizeEst.Load()) {
