@@ -143,7 +143,7 @@ type DB struct {
 	pendingMu sync.Mutex
 	pending   map[string]int64 // key → access time to record
 
-	evictMu sync.Mutex // one eviction at a time
+	evictMu sync.Mutex  // one eviction at a time
 	sized   atomic.Bool // sizeEst was summed since the database was opened
 
 	// loop is the maintenance goroutine (see maintain); a kick wakes it to
