@@ -449,9 +449,10 @@ func currentAge(e *storage.Entry, now time.Time) time.Duration {
 func (x *exchange) serveStored(e *storage.Entry, age time.Duration, status, detail string) error {
 	h := x.h
 	hdr := x.w.Header()
-	x.prepared(e).writeHeader(hdr)
+	spare := x.prepared(e).writeHeader(h, e, hdr, 2)
 	ageSec := int64(age / time.Second)
-	hdr["Age"] = []string{strconv.FormatInt(ageSec, 10)}
+	spare[0] = strconv.FormatInt(ageSec, 10)
+	hdr["Age"] = spare[0:1:1]
 	ttl := int64((e.Lifetime - age) / time.Second)
 	maps.Copy(hdr, x.passHeader)
 	m := hitMember(ttl, detail)
@@ -463,7 +464,7 @@ func (x *exchange) serveStored(e *storage.Entry, age time.Duration, status, deta
 			m = m.withTTL(ttl)
 		}
 	}
-	addCacheStatus(hdr, h.member(m))
+	addCacheStatus(hdr, h.member(m), spare[1:])
 	x.setPlaceholders(status, detail)
 
 	if e.Status >= 200 && e.Status < 300 && policy.ClientNotModified(x.r.Header, e.Header) {
@@ -730,7 +731,7 @@ func (x *exchange) decide(status int, hdr http.Header) captureMode {
 		done.stored, done.detail = true, ""
 		x.claimCS = h.member(done)
 	}
-	addCacheStatus(hdr, h.member(m))
+	addCacheStatus(hdr, h.member(m), nil)
 	h.stripTargeted(hdr)
 	h.afterDecide(x.key, hdr, stored, m.detail)
 	if !stored {
@@ -994,11 +995,12 @@ func (x *exchange) serveStaleOnError(status int) error {
 	e := x.stale
 	age := currentAge(e, x.h.now())
 	hdr := x.w.Header()
-	x.prepared(e).writeHeader(hdr)
-	hdr["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
+	spare := x.prepared(e).writeHeader(x.h, e, hdr, 2)
+	spare[0] = strconv.FormatInt(int64(age/time.Second), 10)
+	hdr["Age"] = spare[0:1:1]
 	ttl := int64((e.Lifetime - age) / time.Second)
 	m := statusMember{fwd: "stale", fwdStatus: status, detail: "stale-if-error"}
-	addCacheStatus(hdr, x.h.member(m.withTTL(ttl)))
+	addCacheStatus(hdr, x.h.member(m.withTTL(ttl)), spare[1:])
 	x.setPlaceholders(statusStale, "stale-if-error")
 	if e.Status == http.StatusPartialContent {
 		return x.writePartial(e, hdr)
@@ -1042,7 +1044,7 @@ func (h *Handler) reuseDirectives(p *prepared) policy.Directives {
 // exchange.
 func (x *exchange) prepared(e *storage.Entry) *prepared {
 	if x.prepFor != e {
-		x.prep, x.prepFor = x.h.preparedOf(x.storedKey, e), e
+		x.prep, x.prepFor = x.h.preparedOf(e), e
 	}
 	return x.prep
 }

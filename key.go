@@ -70,6 +70,15 @@ func originalRequest(r *http.Request) *http.Request {
 	return r
 }
 
+// originalURL is the URL of originalRequest(r), without copying the
+// request: the key reads it on every request.
+func originalURL(r *http.Request) *url.URL {
+	if or, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && or.URL != nil {
+		return or.URL
+	}
+	return r.URL
+}
+
 // requestScheme is the scheme of the connection.
 func requestScheme(r *http.Request) string {
 	if r.TLS != nil {
@@ -142,6 +151,10 @@ func (s *portSet) list() []string {
 
 // splitHostPort splits a Host value into name and port ("" when absent).
 func splitHostPort(hostport string) (host, port string) {
+	if strings.IndexByte(hostport, ':') < 0 {
+		// no port: skip net.SplitHostPort, whose error would allocate
+		return strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]"), ""
+	}
 	if h, p, err := net.SplitHostPort(hostport); err == nil {
 		return h, p
 	}
@@ -317,23 +330,23 @@ func (h *Handler) requestURL(r *http.Request) (u, authority string) {
 	if listener != "" && h.ports != nil {
 		h.ports.note(listener, scheme)
 	}
-	or := originalRequest(r)
-	return scheme + "://" + authority + normalTarget(or.URL.EscapedPath(), or.URL.RawQuery, h.ignoredQuery()), authority
+	ou := originalURL(r)
+	return scheme + "://" + authority + normalTarget(ou.EscapedPath(), ou.RawQuery, h.ignoredQuery()), authority
 }
 
 // rewrittenTarget returns the normalised target after rewrites when a
 // rewrite changed it, else "".
 func (h *Handler) rewrittenTarget(r *http.Request) string {
-	or := originalRequest(r)
-	if or == r {
+	ou := originalURL(r)
+	if ou == r.URL {
 		return ""
 	}
-	if or.URL.EscapedPath() == r.URL.EscapedPath() && or.URL.RawQuery == r.URL.RawQuery {
+	if ou.EscapedPath() == r.URL.EscapedPath() && ou.RawQuery == r.URL.RawQuery {
 		return ""
 	}
 	ig := h.ignoredQuery()
 	t := normalTarget(r.URL.EscapedPath(), r.URL.RawQuery, ig)
-	if t == normalTarget(or.URL.EscapedPath(), or.URL.RawQuery, ig) {
+	if t == normalTarget(ou.EscapedPath(), ou.RawQuery, ig) {
 		return ""
 	}
 	return t
@@ -475,11 +488,11 @@ func (h *Handler) varyMatches(e *storage.Entry, r *http.Request) bool {
 // connection's scheme, the listener's authority and the client's target.
 func (h *Handler) effectiveURL(r *http.Request) *url.URL {
 	scheme := requestScheme(r)
-	or := originalRequest(r)
+	ou := originalURL(r)
 	authority, _ := requestAuthority(r, scheme)
-	u, err := url.Parse(scheme + "://" + authority + normalTarget(or.URL.EscapedPath(), or.URL.RawQuery, nil))
+	u, err := url.Parse(scheme + "://" + authority + normalTarget(ou.EscapedPath(), ou.RawQuery, nil))
 	if err != nil {
-		u = &url.URL{Scheme: scheme, Host: r.Host, Path: or.URL.Path, RawPath: or.URL.RawPath, RawQuery: or.URL.RawQuery}
+		u = &url.URL{Scheme: scheme, Host: r.Host, Path: ou.Path, RawPath: ou.RawPath, RawQuery: ou.RawQuery}
 	}
 	return u
 }

@@ -151,6 +151,30 @@ type Entry struct {
 
 	// Tags are surrogate keys recorded from the response.
 	Tags []string
+
+	// memo is what its writer derived from the entry (SetMemo).
+	memo *memo
+}
+
+type memo struct {
+	of *Entry // the entry it was attached to: copies of it do not use it
+	v  any
+}
+
+// SetMemo attaches v, data its writer derived from e (the handler's parsed
+// header), to e, so that readers of this very entry, which an in-memory
+// store hands out, find it with Memo instead of deriving it on every use.
+// Call it before handing e to a Store: an entry is immutable once stored.
+// Copies of e (Meta, any value copy) and entries decoded from bytes carry
+// no memo; backends never see it.
+func (e *Entry) SetMemo(v any) { e.memo = &memo{of: e, v: v} }
+
+// Memo returns what SetMemo attached to e, or nil.
+func (e *Entry) Memo() any {
+	if e.memo == nil || e.memo.of != e {
+		return nil
+	}
+	return e.memo.v
 }
 
 // Expired reports whether the entry must no longer be returned at now.
