@@ -790,7 +790,7 @@ func (x *exchange) setStored(ok bool, detail string) {
 func (x *exchange) newEntry(status int, hdr http.Header, now time.Time) (*storage.Entry, string) {
 	h := x.h
 	respCC := h.directives(hdr)
-	u, host := h.requestURL(x.r)
+	u, host := x.requestURL()
 	lifetime, forced, noStore := h.lifetime(x.r.Header, reprStatus(status), hdr, respCC, now, host, pathOfURL(u))
 	names, why := x.storableVary(reprStatus(status), hdr, respCC, forced, noStore, h.rewrittenTarget(x.r) != "")
 	if why != "" {
@@ -819,6 +819,17 @@ func (x *exchange) newEntry(status int, hdr http.Header, now time.Time) (*storag
 		Vary:         names,
 		Tags:         tags,
 	}, ""
+}
+
+// requestURL is h.requestURL of the request, for an entry's URL: a part of
+// the primary key when the key holds it, so that a stored entry does not
+// hold the URL twice.
+func (x *exchange) requestURL() (u, authority string) {
+	u, authority = x.h.requestURL(x.r)
+	if k := strings.TrimPrefix(x.key, x.h.scope); strings.HasPrefix(k, u) {
+		u = k[:len(u)]
+	}
+	return u, authority
 }
 
 // stampDate adds the Date a response without one gets when it is stored
@@ -951,7 +962,7 @@ func (x *exchange) freshen(c *capture) error {
 	now := h.now()
 	merged := policy.Freshen(old.Header, c.hdr)
 	respCC := h.directives(merged)
-	u, host := h.requestURL(x.r)
+	u, host := x.requestURL()
 	lifetime, forced, ruleNoStore := h.lifetime(x.r.Header, reprStatus(old.Status), merged, respCC, now, host, pathOfURL(u))
 	initialAge := policy.InitialAge(c.hdr, x.requestTime, now)
 	e := &storage.Entry{
@@ -1036,7 +1047,7 @@ func (h *Handler) reuseDirectives(p *prepared) policy.Directives {
 	if h.ignoreCC {
 		return policy.Directives{}
 	}
-	return p.cc
+	return *p.cc
 }
 
 // prepared returns the prepared data of e, the stored response the

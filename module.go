@@ -204,6 +204,7 @@ type Handler struct {
 	isMemory     bool
 	hot          *memory.Memory  // hot tier in front of a non-memory store, or nil
 	prepKey      string          // preparedKey: prepared data attached to stored entries is this handler's when it matches
+	ccs          *ccCache        // parsed Cache-Control values shared by the prepared data of stored entries
 	storageID    string          // which data the store reaches (storageIdentity)
 	scope        string          // key prefix of this handler's name (scopeOf)
 	ports        *portSet        // listener ports seen, for purges without a port
@@ -333,6 +334,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.scope = scopeOf(h.ops.name)
 	h.ports = portsOf(h.scope)
 	h.prepKey = h.preparedKey()
+	h.ccs = new(ccCache)
 	h.logger.Info("cache handler ready", h.readyFields(mod)...)
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/caddycache/caddy-cache/policy"
 	"github.com/caddycache/caddy-cache/storage"
@@ -25,10 +27,72 @@ import (
 // one use. It holds no copy of the header: a hit writes the stored
 // header's own values (writeHeader).
 type prepared struct {
-	settings string // preparedKey of the handler that derived it
-	cc       policy.Directives
-	nvals    int    // header values sent to clients, Content-Length included
-	length   string // the Content-Length value, "" when the status has no body
+	settings string             // preparedKey of the handler that derived it
+	cc       *policy.Directives // often shared (ccCache)
+	nvals    int                // header values sent to clients, Content-Length included
+	length   string             // the Content-Length value, "" when the status has no body
+	ownCC    bool               // cc is this entry's alone
+}
+
+// preparedBytes is what a prepared takes in memory (its size class), and
+// directivesBytes what a policy.Directives of its own adds.
+const (
+	preparedBytes   = 64
+	directivesBytes = 192
+)
+
+// size is the memory p holds, for the store's accounting.
+func (p *prepared) size() int64 {
+	n := int64(preparedBytes + len(p.length))
+	if p.ownCC {
+		n += directivesBytes
+	}
+	return n
+}
+
+// ccCache shares the parsed directives of the Cache-Control values many
+// responses carry alike ("public, max-age=3600"), so that each stored
+// entry does not hold a parsed copy. It holds at most ccCacheMax values;
+// others are parsed per entry.
+type ccCache struct {
+	m sync.Map // Cache-Control value → *policy.Directives
+	n atomic.Int64
+}
+
+const ccCacheMax = 1024
+
+// directivesOf returns the directives addressed to this cache of a stored
+// header (h.directives), shared through h.ccs when they depend on one
+// Cache-Control value alone, and whether they are this entry's own.
+func (h *Handler) directivesOf(hdr http.Header) (*policy.Directives, bool) {
+	cc := hdr["Cache-Control"]
+	shareable := h.ccs != nil && len(cc) == 1 && len(cc[0]) <= 256
+	if shareable {
+		if _, ok := hdr["Surrogate-Control"]; ok && h.surrogate {
+			shareable = false
+		}
+		for _, t := range h.targets {
+			if _, ok := hdr[t]; ok {
+				shareable = false
+			}
+		}
+	}
+	if !shareable {
+		d := h.directives(hdr)
+		return &d, true
+	}
+	if v, ok := h.ccs.m.Load(cc[0]); ok {
+		return v.(*policy.Directives), false
+	}
+	d := h.directives(hdr)
+	if h.ccs.n.Load() >= ccCacheMax {
+		return &d, true
+	}
+	v, loaded := h.ccs.m.LoadOrStore(strings.Clone(cc[0]), &d)
+	if !loaded {
+		h.ccs.n.Add(1)
+	}
+	return v.(*policy.Directives), false
 }
 
 // preparedKey identifies the handler settings prepared data depends on, so
@@ -74,7 +138,8 @@ func (h *Handler) sentField(k string) bool {
 
 // prepare derives the prepared data of a response entry.
 func (h *Handler) prepare(e *storage.Entry) *prepared {
-	p := &prepared{settings: h.prepKey, cc: h.directives(e.Header)}
+	p := &prepared{settings: h.prepKey}
+	p.cc, p.ownCC = h.directivesOf(e.Header)
 	for k, vs := range e.Header {
 		if h.sentField(k) {
 			p.nvals += len(vs)
@@ -101,7 +166,8 @@ func (h *Handler) attachPrepared(e *storage.Entry) {
 	if p, ok := e.Memo().(*prepared); ok && p.settings == h.prepKey {
 		return
 	}
-	e.SetMemo(h.prepare(e))
+	p := h.prepare(e)
+	e.SetMemo(p, p.size())
 }
 
 // preparedOf returns the prepared data of a stored response: the data
