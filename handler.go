@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"maps"
-	"mime"
 	"net/http"
 	"slices"
 	"strconv"
@@ -661,10 +660,8 @@ func (x *exchange) judge(status int, hdr http.Header, now time.Time) verdict {
 			return verdict{mode: modePass, detail: why}
 		}
 	}
-	if ct := hdr.Get("Content-Type"); ct != "" {
-		if mt, _, _ := mime.ParseMediaType(ct); mt == "text/event-stream" {
-			return verdict{mode: modePass, detail: "event-stream"}
-		}
+	if isEventStream(hdr.Get("Content-Type")) {
+		return verdict{mode: modePass, detail: "event-stream"}
 	}
 	e, why := x.newEntry(status, hdr, now)
 	if e == nil {
@@ -819,6 +816,13 @@ func (x *exchange) newEntry(status int, hdr http.Header, now time.Time) (*storag
 		Vary:         names,
 		Tags:         tags,
 	}, ""
+}
+
+// isEventStream reports whether a Content-Type is text/event-stream,
+// without mime.ParseMediaType's allocations on every miss.
+func isEventStream(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
 }
 
 // requestURL is h.requestURL of the request, for an entry's URL: a part of
