@@ -515,9 +515,27 @@ func (x *exchange) setPlaceholders(status, detail string) {
 	if x.repl == nil {
 		return
 	}
-	x.repl.Set("http.cache.status", status)
+	x.repl.Set("http.cache.status", statusValue(status))
 	x.repl.Set("http.cache.key", unscoped(x.key))
 	x.repl.Set("http.cache.detail", detail)
+}
+
+// statusValue is a {http.cache.status} value as an interface value without
+// an allocation: the constants' are static.
+func statusValue(s string) any {
+	switch s {
+	case statusHit:
+		return statusHit
+	case statusMiss:
+		return statusMiss
+	case statusStale:
+		return statusStale
+	case statusRevalidated:
+		return statusRevalidated
+	case statusBypass:
+		return statusBypass
+	}
+	return s
 }
 
 // forward sends the request to the next handler, revalidating x.cond when

@@ -219,7 +219,7 @@ func (e *Entry) Size() int64 {
 }
 
 // Fixed costs counted by Size: the Entry struct (its size class), and the
-// memo's box.
+// memo's box (32 B, rounded up).
 const (
 	entryBytes = 256
 	memoBytes  = 48
