@@ -847,11 +847,16 @@ func isEventStream(ct string) bool {
 // the primary key when the key holds it, so that a stored entry does not
 // hold the URL twice.
 func (x *exchange) requestURL() (u, authority string) {
-	u, authority = x.h.requestURL(x.r)
-	if k := strings.TrimPrefix(x.key, x.h.scope); strings.HasPrefix(k, u) {
-		u = k[:len(u)]
+	scheme, authority, target := x.h.urlParts(x.r)
+	k := strings.TrimPrefix(x.key, x.h.scope)
+	if rest, ok := strings.CutPrefix(k, scheme); ok {
+		if rest, ok = strings.CutPrefix(rest, "://"); ok {
+			if rest, ok = strings.CutPrefix(rest, authority); ok && strings.HasPrefix(rest, target) {
+				return k[:len(k)-len(rest)+len(target)], authority
+			}
+		}
 	}
-	return u, authority
+	return scheme + "://" + authority + target, authority
 }
 
 // stampDate adds the Date a response without one gets when it is stored

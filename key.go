@@ -325,13 +325,19 @@ func (h *Handler) ignoredQuery() []string {
 // (scheme://authority + the client's target in normal form, without
 // ignored parameters), and its authority.
 func (h *Handler) requestURL(r *http.Request) (u, authority string) {
-	scheme := requestScheme(r)
+	scheme, authority, target := h.urlParts(r)
+	return scheme + "://" + authority + target, authority
+}
+
+// urlParts returns the parts of requestURL: scheme, authority and target.
+func (h *Handler) urlParts(r *http.Request) (scheme, authority, target string) {
+	scheme = requestScheme(r)
 	authority, listener := requestAuthority(r, scheme)
 	if listener != "" && h.ports != nil {
 		h.ports.note(listener, scheme)
 	}
 	ou := originalURL(r)
-	return scheme + "://" + authority + normalTarget(ou.EscapedPath(), ou.RawQuery, h.ignoredQuery()), authority
+	return scheme, authority, normalTarget(ou.EscapedPath(), ou.RawQuery, h.ignoredQuery())
 }
 
 // rewrittenTarget returns the normalised target after rewrites when a
@@ -354,17 +360,15 @@ func (h *Handler) rewrittenTarget(r *http.Request) string {
 
 // cacheKey returns the primary key of r.
 func (h *Handler) cacheKey(r *http.Request) string {
-	var u string
 	if h.Key != nil && h.Key.Template != "" {
 		repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 		if !ok {
 			repl = caddyhttp.NewTestReplacer(r)
 		}
-		u = repl.ReplaceAll(h.Key.Template, "")
-	} else {
-		u, _ = h.requestURL(r)
+		return h.scope + repl.ReplaceAll(h.Key.Template, "") + h.keyExtras(r)
 	}
-	return h.scope + u + h.keyExtras(r)
+	scheme, authority, target := h.urlParts(r)
+	return h.scope + scheme + "://" + authority + target + h.keyExtras(r) // one allocation
 }
 
 // keyExtras returns the key header and cookie lines of r.
