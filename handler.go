@@ -843,9 +843,9 @@ func isEventStream(ct string) bool {
 	return strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
 }
 
-// requestURL is h.requestURL of the request, for an entry's URL: a part of
-// the primary key when the key holds it, so that a stored entry does not
-// hold the URL twice.
+// requestURL is the effective URL of the request (urlParts) and its
+// authority, for an entry's URL: a part of the primary key when the key
+// holds it, so that a stored entry does not hold the URL twice.
 func (x *exchange) requestURL() (u, authority string) {
 	scheme, authority, target := x.h.urlParts(x.r)
 	k := strings.TrimPrefix(x.key, x.h.scope)

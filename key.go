@@ -321,15 +321,9 @@ func (h *Handler) ignoredQuery() []string {
 	return h.Key.IgnoreQuery
 }
 
-// requestURL returns the effective URL of a request as the key has it
-// (scheme://authority + the client's target in normal form, without
-// ignored parameters), and its authority.
-func (h *Handler) requestURL(r *http.Request) (u, authority string) {
-	scheme, authority, target := h.urlParts(r)
-	return scheme + "://" + authority + target, authority
-}
-
-// urlParts returns the parts of requestURL: scheme, authority and target.
+// urlParts returns the parts of the effective URL of a request as the key
+// has it, scheme://authority + the client's target in normal form (without
+// ignored parameters): scheme, authority and target.
 func (h *Handler) urlParts(r *http.Request) (scheme, authority, target string) {
 	scheme = requestScheme(r)
 	authority, listener := requestAuthority(r, scheme)
