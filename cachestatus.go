@@ -33,8 +33,8 @@ func (m statusMember) withTTL(ttl int64) statusMember {
 
 // format writes the member for the cache named name.
 func (m statusMember) format(name string) string {
-	b := make([]byte, 0, len(name)+64)
-	b = append(b, name...)
+	var buf [128]byte // on the stack: the string is the one allocation
+	b := append(buf[:0], name...)
 	if m.hit {
 		b = append(b, "; hit"...)
 	}
@@ -72,9 +72,17 @@ func (h *Handler) setCacheStatus(hdr http.Header, m statusMember) {
 // addCacheStatus appends this cache's member to the Cache-Status the
 // response already carries from caches upstream (RFC 9211 §2: each cache
 // adds its own member, after those of the caches before it). The values
-// are copied: a stored entry's prepared header may share them.
-func addCacheStatus(hdr http.Header, member string) {
+// are copied, as a handler before the cache may share them. slot, when it
+// has room, is a fresh slice the member goes into when there are none
+// upstream.
+func addCacheStatus(hdr http.Header, member string, slot []string) {
 	up := hdr["Cache-Status"]
+	if len(up) == 0 && cap(slot) > 0 {
+		slot = slot[:1:1]
+		slot[0] = member
+		hdr["Cache-Status"] = slot
+		return
+	}
 	v := make([]string, 0, len(up)+1)
 	v = append(v, up...)
 	hdr["Cache-Status"] = append(v, member)

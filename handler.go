@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"maps"
-	"mime"
 	"net/http"
 	"slices"
 	"strconv"
@@ -471,9 +470,10 @@ func currentAge(e *storage.Entry, now time.Time) time.Duration {
 func (x *exchange) serveStored(e *storage.Entry, age time.Duration, status, detail string) error {
 	h := x.h
 	hdr := x.w.Header()
-	x.prepared(e).writeHeader(hdr)
+	spare := x.prepared(e).writeHeader(h, e, hdr, 2)
 	ageSec := int64(age / time.Second)
-	hdr["Age"] = []string{strconv.FormatInt(ageSec, 10)}
+	spare[0] = strconv.FormatInt(ageSec, 10)
+	hdr["Age"] = spare[0:1:1]
 	ttl := int64((e.Lifetime - age) / time.Second)
 	maps.Copy(hdr, x.passHeader)
 	m := hitMember(ttl, detail)
@@ -485,7 +485,7 @@ func (x *exchange) serveStored(e *storage.Entry, age time.Duration, status, deta
 			m = m.withTTL(ttl)
 		}
 	}
-	addCacheStatus(hdr, h.member(m))
+	addCacheStatus(hdr, h.member(m), spare[1:])
 	x.setPlaceholders(status, detail)
 
 	if e.Status >= 200 && e.Status < 300 && policy.ClientNotModified(x.r.Header, e.Header) {
@@ -537,9 +537,27 @@ func (x *exchange) setPlaceholders(status, detail string) {
 	if x.repl == nil {
 		return
 	}
-	x.repl.Set("http.cache.status", status)
+	x.repl.Set("http.cache.status", statusValue(status))
 	x.repl.Set("http.cache.key", unscoped(x.key))
 	x.repl.Set("http.cache.detail", detail)
+}
+
+// statusValue is a {http.cache.status} value as an interface value without
+// an allocation: the constants' are static.
+func statusValue(s string) any {
+	switch s {
+	case statusHit:
+		return statusHit
+	case statusMiss:
+		return statusMiss
+	case statusStale:
+		return statusStale
+	case statusRevalidated:
+		return statusRevalidated
+	case statusBypass:
+		return statusBypass
+	}
+	return s
 }
 
 // forward sends the request to the next handler, revalidating x.cond when
@@ -682,10 +700,8 @@ func (x *exchange) judge(status int, hdr http.Header, now time.Time) verdict {
 			return verdict{mode: modePass, detail: why}
 		}
 	}
-	if ct := hdr.Get("Content-Type"); ct != "" {
-		if mt, _, _ := mime.ParseMediaType(ct); mt == "text/event-stream" {
-			return verdict{mode: modePass, detail: "event-stream"}
-		}
+	if isEventStream(hdr.Get("Content-Type")) {
+		return verdict{mode: modePass, detail: "event-stream"}
 	}
 	e, why := x.newEntry(status, hdr, now)
 	if e == nil {
@@ -752,7 +768,7 @@ func (x *exchange) decide(status int, hdr http.Header) captureMode {
 		done.stored, done.detail = true, ""
 		x.claimCS = h.member(done)
 	}
-	addCacheStatus(hdr, h.member(m))
+	addCacheStatus(hdr, h.member(m), nil)
 	h.stripTargeted(hdr)
 	h.afterDecide(x.key, hdr, stored, m.detail)
 	if !stored {
@@ -811,7 +827,7 @@ func (x *exchange) setStored(ok bool, detail string) {
 func (x *exchange) newEntry(status int, hdr http.Header, now time.Time) (*storage.Entry, string) {
 	h := x.h
 	respCC := h.directives(hdr)
-	u, host := h.requestURL(x.r)
+	u, host := x.requestURL()
 	lifetime, forced, noStore := h.lifetime(x.r.Header, reprStatus(status), hdr, respCC, now, host, pathOfURL(u))
 	names, why := x.storableVary(reprStatus(status), hdr, respCC, forced, noStore, h.rewrittenTarget(x.r) != "")
 	if why != "" {
@@ -840,6 +856,29 @@ func (x *exchange) newEntry(status int, hdr http.Header, now time.Time) (*storag
 		Vary:         names,
 		Tags:         tags,
 	}, ""
+}
+
+// isEventStream reports whether a Content-Type is text/event-stream,
+// without mime.ParseMediaType's allocations on every miss.
+func isEventStream(ct string) bool {
+	mt, _, _ := strings.Cut(ct, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), "text/event-stream")
+}
+
+// requestURL is the effective URL of the request (urlParts) and its
+// authority, for an entry's URL: a part of the primary key when the key
+// holds it, so that a stored entry does not hold the URL twice.
+func (x *exchange) requestURL() (u, authority string) {
+	scheme, authority, target := x.h.urlParts(x.r)
+	k := strings.TrimPrefix(x.key, x.h.scope)
+	if rest, ok := strings.CutPrefix(k, scheme); ok {
+		if rest, ok = strings.CutPrefix(rest, "://"); ok {
+			if rest, ok = strings.CutPrefix(rest, authority); ok && strings.HasPrefix(rest, target) {
+				return k[:len(k)-len(rest)+len(target)], authority
+			}
+		}
+	}
+	return scheme + "://" + authority + target, authority
 }
 
 // stampDate adds the Date a response without one gets when it is stored
@@ -972,7 +1011,7 @@ func (x *exchange) freshen(c *capture) error {
 	now := h.now()
 	merged := policy.Freshen(old.Header, c.hdr)
 	respCC := h.directives(merged)
-	u, host := h.requestURL(x.r)
+	u, host := x.requestURL()
 	lifetime, forced, ruleNoStore := h.lifetime(x.r.Header, reprStatus(old.Status), merged, respCC, now, host, pathOfURL(u))
 	initialAge := policy.InitialAge(c.hdr, x.requestTime, now)
 	e := &storage.Entry{
@@ -1016,11 +1055,12 @@ func (x *exchange) serveStaleOnError(status int) error {
 	e := x.stale
 	age := currentAge(e, x.h.now())
 	hdr := x.w.Header()
-	x.prepared(e).writeHeader(hdr)
-	hdr["Age"] = []string{strconv.FormatInt(int64(age/time.Second), 10)}
+	spare := x.prepared(e).writeHeader(x.h, e, hdr, 2)
+	spare[0] = strconv.FormatInt(int64(age/time.Second), 10)
+	hdr["Age"] = spare[0:1:1]
 	ttl := int64((e.Lifetime - age) / time.Second)
 	m := statusMember{fwd: "stale", fwdStatus: status, detail: "stale-if-error"}
-	addCacheStatus(hdr, x.h.member(m.withTTL(ttl)))
+	addCacheStatus(hdr, x.h.member(m.withTTL(ttl)), spare[1:])
 	x.setPlaceholders(statusStale, "stale-if-error")
 	if e.Status == http.StatusPartialContent {
 		return x.writePartial(e, hdr)
@@ -1054,7 +1094,7 @@ func (h *Handler) reuseDirectives(p *prepared) policy.Directives {
 	if h.ignoreCC {
 		return policy.Directives{}
 	}
-	return p.cc
+	return *p.cc
 }
 
 // prepared returns the prepared data of e, the stored response the
@@ -1062,7 +1102,7 @@ func (h *Handler) reuseDirectives(p *prepared) policy.Directives {
 // exchange.
 func (x *exchange) prepared(e *storage.Entry) *prepared {
 	if x.prepFor != e {
-		x.prep, x.prepFor = x.h.preparedOf(x.storedKey, e), e
+		x.prep, x.prepFor = x.h.preparedOf(e), e
 	}
 	return x.prep
 }

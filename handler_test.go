@@ -997,3 +997,16 @@ func TestUncacheableURLNotCoalesced(t *testing.T) {
 		}
 	}
 }
+
+// Event streams are told by their media type, whatever its case and
+// parameters.
+func TestIsEventStream(t *testing.T) {
+	for ct, want := range map[string]bool{
+		"text/event-stream": true, "Text/Event-Stream; charset=utf-8": true, " text/event-stream ;x=1": true,
+		"text/event-streams": false, "text/html": false, "": false, "text/event-stream extra": false,
+	} {
+		if got := isEventStream(ct); got != want {
+			t.Errorf("isEventStream(%q) = %v, want %v", ct, got, want)
+		}
+	}
+}

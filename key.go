@@ -70,6 +70,15 @@ func originalRequest(r *http.Request) *http.Request {
 	return r
 }
 
+// originalURL is the URL of originalRequest(r), without copying the
+// request: the key reads it on every request.
+func originalURL(r *http.Request) *url.URL {
+	if or, ok := r.Context().Value(caddyhttp.OriginalRequestCtxKey).(http.Request); ok && or.URL != nil {
+		return or.URL
+	}
+	return r.URL
+}
+
 // requestScheme is the scheme of the connection.
 func requestScheme(r *http.Request) string {
 	if r.TLS != nil {
@@ -142,6 +151,10 @@ func (s *portSet) list() []string {
 
 // splitHostPort splits a Host value into name and port ("" when absent).
 func splitHostPort(hostport string) (host, port string) {
+	if strings.IndexByte(hostport, ':') < 0 {
+		// no port: skip net.SplitHostPort, whose error would allocate
+		return strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]"), ""
+	}
 	if h, p, err := net.SplitHostPort(hostport); err == nil {
 		return h, p
 	}
@@ -308,32 +321,32 @@ func (h *Handler) ignoredQuery() []string {
 	return h.Key.IgnoreQuery
 }
 
-// requestURL returns the effective URL of a request as the key has it
-// (scheme://authority + the client's target in normal form, without
-// ignored parameters), and its authority.
-func (h *Handler) requestURL(r *http.Request) (u, authority string) {
-	scheme := requestScheme(r)
+// urlParts returns the parts of the effective URL of a request as the key
+// has it, scheme://authority + the client's target in normal form (without
+// ignored parameters): scheme, authority and target.
+func (h *Handler) urlParts(r *http.Request) (scheme, authority, target string) {
+	scheme = requestScheme(r)
 	authority, listener := requestAuthority(r, scheme)
 	if listener != "" && h.ports != nil {
 		h.ports.note(listener, scheme)
 	}
-	or := originalRequest(r)
-	return scheme + "://" + authority + normalTarget(or.URL.EscapedPath(), or.URL.RawQuery, h.ignoredQuery()), authority
+	ou := originalURL(r)
+	return scheme, authority, normalTarget(ou.EscapedPath(), ou.RawQuery, h.ignoredQuery())
 }
 
 // rewrittenTarget returns the normalised target after rewrites when a
 // rewrite changed it, else "".
 func (h *Handler) rewrittenTarget(r *http.Request) string {
-	or := originalRequest(r)
-	if or == r {
+	ou := originalURL(r)
+	if ou == r.URL {
 		return ""
 	}
-	if or.URL.EscapedPath() == r.URL.EscapedPath() && or.URL.RawQuery == r.URL.RawQuery {
+	if ou.EscapedPath() == r.URL.EscapedPath() && ou.RawQuery == r.URL.RawQuery {
 		return ""
 	}
 	ig := h.ignoredQuery()
 	t := normalTarget(r.URL.EscapedPath(), r.URL.RawQuery, ig)
-	if t == normalTarget(or.URL.EscapedPath(), or.URL.RawQuery, ig) {
+	if t == normalTarget(ou.EscapedPath(), ou.RawQuery, ig) {
 		return ""
 	}
 	return t
@@ -341,17 +354,15 @@ func (h *Handler) rewrittenTarget(r *http.Request) string {
 
 // cacheKey returns the primary key of r.
 func (h *Handler) cacheKey(r *http.Request) string {
-	var u string
 	if h.Key != nil && h.Key.Template != "" {
 		repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 		if !ok {
 			repl = caddyhttp.NewTestReplacer(r)
 		}
-		u = repl.ReplaceAll(h.Key.Template, "")
-	} else {
-		u, _ = h.requestURL(r)
+		return h.scope + repl.ReplaceAll(h.Key.Template, "") + h.keyExtras(r)
 	}
-	return h.scope + u + h.keyExtras(r)
+	scheme, authority, target := h.urlParts(r)
+	return h.scope + scheme + "://" + authority + target + h.keyExtras(r) // one allocation
 }
 
 // keyExtras returns the key header and cookie lines of r.
@@ -517,11 +528,11 @@ func (h *Handler) languageVariant(idx *storage.Entry, r *http.Request, get func(
 // connection's scheme, the listener's authority and the client's target.
 func (h *Handler) effectiveURL(r *http.Request) *url.URL {
 	scheme := requestScheme(r)
-	or := originalRequest(r)
+	ou := originalURL(r)
 	authority, _ := requestAuthority(r, scheme)
-	u, err := url.Parse(scheme + "://" + authority + normalTarget(or.URL.EscapedPath(), or.URL.RawQuery, nil))
+	u, err := url.Parse(scheme + "://" + authority + normalTarget(ou.EscapedPath(), ou.RawQuery, nil))
 	if err != nil {
-		u = &url.URL{Scheme: scheme, Host: r.Host, Path: or.URL.Path, RawPath: or.URL.RawPath, RawQuery: or.URL.RawQuery}
+		u = &url.URL{Scheme: scheme, Host: r.Host, Path: ou.Path, RawPath: ou.RawPath, RawQuery: ou.RawQuery}
 	}
 	return u
 }

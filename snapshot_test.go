@@ -179,7 +179,9 @@ func TestSnapshotMovesEntriesToAnotherHandler(t *testing.T) {
 		t.Fatalf("report names: %+v", rep)
 	}
 	// nothing is stored under the source's scope in the target's store
+	var keys []string
 	_ = dst.h.ops.lister.List(context.Background(), "", func(k string, e *storage.Entry) error {
+		keys = append(keys, k)
 		if !strings.HasPrefix(k, dst.h.scope) {
 			t.Errorf("key %q outside the target's scope", k)
 		}
@@ -190,6 +192,16 @@ func TestSnapshotMovesEntriesToAnotherHandler(t *testing.T) {
 		}
 		return nil
 	})
+	// imported responses carry their prepared data, as stored ones do
+	for _, k := range keys {
+		e, err := dst.h.store.Get(context.Background(), k)
+		if err != nil {
+			t.Fatalf("get %q: %v", k, err)
+		}
+		if p, ok := e.Memo().(*prepared); e.Kind == storage.KindResponse && (!ok || dst.h.preparedOf(e) != p) {
+			t.Errorf("imported response %q has no prepared data", k)
+		}
+	}
 
 	rebind(t, dst, src)
 	r := dst.get("/p1?k=red")

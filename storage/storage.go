@@ -151,6 +151,32 @@ type Entry struct {
 
 	// Tags are surrogate keys recorded from the response.
 	Tags []string
+
+	// memo is what its writer derived from the entry (SetMemo).
+	memo *memo
+}
+
+type memo struct {
+	of   *Entry // the entry it was attached to: copies of it do not use it
+	v    any
+	size int64
+}
+
+// SetMemo attaches v, data its writer derived from e (the handler's parsed
+// header), to e, so that readers of this very entry, which an in-memory
+// store hands out, find it with Memo instead of deriving it on every use.
+// Call it before handing e to a Store: an entry is immutable once stored.
+// size is what v takes in memory, counted by Size. Copies of e (Meta, any
+// value copy) and entries decoded from bytes carry no memo; backends never
+// see it.
+func (e *Entry) SetMemo(v any, size int64) { e.memo = &memo{of: e, v: v, size: size} }
+
+// Memo returns what SetMemo attached to e, or nil.
+func (e *Entry) Memo() any {
+	if e.memo == nil || e.memo.of != e {
+		return nil
+	}
+	return e.memo.v
 }
 
 // Expired reports whether the entry must no longer be returned at now.
@@ -158,28 +184,64 @@ func (e *Entry) Expired(now time.Time) bool {
 	return !e.Expires.IsZero() && !now.Before(e.Expires)
 }
 
-// Size is an estimate of the memory the entry takes, for byte-bounded stores.
+// Size is an estimate of the memory the entry takes in the process, for
+// byte-bounded stores: the body and strings, and what holding them costs
+// (the Entry itself, the header map's slots and slice headers, the Vary
+// selection map, what SetMemo attached), measured on 64-bit platforms.
 func (e *Entry) Size() int64 {
-	n := int64(len(e.Body)) + int64(len(e.URL)) + 160
+	n := int64(len(e.Body)) + int64(len(e.URL)) + entryBytes
+	nv := 0
 	for k, vs := range e.Header {
-		n += int64(len(k)) + 16
+		n += int64(len(k))
 		for _, v := range vs {
-			n += int64(len(v)) + 16
+			n += int64(len(v))
 		}
+		nv += len(vs)
 	}
+	n += mapBytes(len(e.Header), 16+24) + int64(nv)*16
 	for _, s := range e.Vary {
 		n += int64(len(s)) + 16
 	}
 	for k, v := range e.VaryRequest {
-		n += int64(len(k)+len(v)) + 32
+		n += int64(len(k) + len(v))
 	}
+	n += mapBytes(len(e.VaryRequest), 16+16)
 	for _, s := range e.Variants {
 		n += int64(len(s)) + 16
 	}
 	for _, s := range e.Tags {
 		n += int64(len(s)) + 16
 	}
+	if e.memo != nil {
+		n += memoBytes + e.memo.size
+	}
 	return n
+}
+
+// Fixed costs counted by Size: the Entry struct (its size class), and the
+// memo's box (32 B, rounded up).
+const (
+	entryBytes = 256
+	memoBytes  = 48
+)
+
+// mapBytes estimates the memory of a Go map holding n entries of slot
+// bytes each: its header, and the slots in groups of eight with a control
+// byte each, one group for up to eight entries, else tables at most 7/8
+// full that double as they grow.
+func mapBytes(n int, slot int64) int64 {
+	if n == 0 {
+		return 0
+	}
+	const header = 48
+	if n <= 8 {
+		return header + 8*(slot+1)
+	}
+	slots := int64(16)
+	for slots*7/8 < int64(n) {
+		slots *= 2
+	}
+	return header + 64 + slots*(slot+1) // + the table and its directory
 }
 
 // Meta returns a copy of e without its body, with BodySize set: what List

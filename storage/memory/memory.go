@@ -35,8 +35,11 @@ type Memory struct {
 	// Name identifies the cache. Handlers (and reloads) using the same name
 	// share one cache. Default: "default".
 	Name string `json:"name,omitempty"`
-	// MaxSize is the byte bound of the cache: bodies, headers and a fixed
-	// per-entry overhead are counted. When a later config changes it, the
+	// MaxSize is the byte bound of the cache: what its entries hold in the
+	// process is counted (bodies, keys, headers and the memory it takes
+	// to hold them, an estimate measured per entry), so the process holds
+	// about this much for the cache, plus the collector's headroom (see
+	// the README on GOMEMLIMIT). When a later config changes it, the
 	// live cache is resized in place. Default: 256 MiB.
 	MaxSize int64 `json:"max_size,omitempty"`
 
@@ -190,7 +193,7 @@ func New(maxBytes int64) *Cache {
 	mc.c = otter.Must(&otter.Options[string, *storage.Entry]{
 		MaximumWeight: uint64(maxBytes),
 		Weigher: func(key string, e *storage.Entry) uint32 {
-			n := e.Size() + int64(len(key))
+			n := weight(key, e)
 			if n > math.MaxUint32 {
 				return math.MaxUint32
 			}
@@ -209,6 +212,17 @@ func New(maxBytes int64) *Cache {
 		},
 	})
 	return mc
+}
+
+// nodeBytes is what the cache spends on each entry beyond the entry and its
+// key: the eviction library's node and its hash table slot (measured).
+const nodeBytes = 112
+
+// weight is what an entry under key counts against max_size: an estimate
+// of all the memory it holds in the process (storage.Entry.Size), its key
+// and the cache's own node.
+func weight(key string, e *storage.Entry) int64 {
+	return e.Size() + int64(len(key)) + nodeBytes
 }
 
 // MaxSize returns the current byte bound.
@@ -255,7 +269,7 @@ func (c *Cache) Put(ctx context.Context, key string, e *storage.Entry) error {
 		c.c.Invalidate(key)
 		return nil
 	}
-	if e.Size() > c.maxSize.Load() {
+	if weight(key, e) > c.maxSize.Load() {
 		c.c.Invalidate(key)
 		return storage.ErrTooLarge
 	}
