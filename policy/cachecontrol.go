@@ -327,9 +327,7 @@ func parseDelta(s string) (time.Duration, bool) {
 }
 
 func (d *Directives) apply(name string, a ccArg, st *ccState) {
-	switch directiveID(name) {
-	case dirNoStore:
-		d.NoStore = true
+	switch id := directiveID(name); id {
 	case dirNoCache:
 		if f, ok := fieldList(a, d.NoCacheFields); ok {
 			d.NoCacheFields = f
@@ -342,20 +340,6 @@ func (d *Directives) apply(name string, a ccArg, st *ccState) {
 		} else {
 			d.Private = true
 		}
-	case dirPublic:
-		d.Public = true
-	case dirMustRevalidate:
-		d.MustRevalidate = true
-	case dirProxyRevalidate:
-		d.ProxyRevalidate = true
-	case dirMustUnderstand:
-		d.MustUnderstand = true
-	case dirNoTransform:
-		d.NoTransform = true
-	case dirImmutable:
-		d.Immutable = true
-	case dirOnlyIfCached:
-		d.OnlyIfCached = true
 	case dirMaxAge:
 		v, _ := deltaSeconds(a) // invalid: 0, stale
 		if d.HasMaxAge && d.MaxAge != v {
@@ -388,6 +372,34 @@ func (d *Directives) apply(name string, a ccArg, st *ccState) {
 		if v, ok := deltaSeconds(a); ok && (!d.HasSIE || v < d.StaleIfError) {
 			d.StaleIfError, d.HasSIE = v, true
 		}
+	default:
+		d.setFlag(id)
+	}
+}
+
+// setFlag sets a directive that takes no argument (unknown ids: nothing).
+func (d *Directives) setFlag(id int) {
+	switch id {
+	case dirNoStore:
+		d.NoStore = true
+	case dirNoCache:
+		d.NoCache = true
+	case dirPrivate:
+		d.Private = true
+	case dirPublic:
+		d.Public = true
+	case dirMustRevalidate:
+		d.MustRevalidate = true
+	case dirProxyRevalidate:
+		d.ProxyRevalidate = true
+	case dirMustUnderstand:
+		d.MustUnderstand = true
+	case dirNoTransform:
+		d.NoTransform = true
+	case dirImmutable:
+		d.Immutable = true
+	case dirOnlyIfCached:
+		d.OnlyIfCached = true
 	}
 }
 

@@ -113,30 +113,6 @@ func (d *Directives) applyTargeted(id int, v any) bool {
 	return true
 }
 
-// setFlag sets a directive that takes no argument.
-func (d *Directives) setFlag(id int) {
-	switch id {
-	case dirNoStore:
-		d.NoStore = true
-	case dirNoCache:
-		d.NoCache = true
-	case dirPrivate:
-		d.Private = true
-	case dirPublic:
-		d.Public = true
-	case dirMustRevalidate:
-		d.MustRevalidate = true
-	case dirProxyRevalidate:
-		d.ProxyRevalidate = true
-	case dirMustUnderstand:
-		d.MustUnderstand = true
-	case dirNoTransform:
-		d.NoTransform = true
-	case dirImmutable:
-		d.Immutable = true
-	}
-}
-
 // targetedFieldList reads the field names of a qualified no-cache or
 // private String: false (the unqualified, more restrictive form) when the
 // list is empty or holds something that is not a field name.
