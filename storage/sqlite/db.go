@@ -238,7 +238,7 @@ func (db *DB) conn() (*conns, error) {
 // tryOpen opens the file at the path and makes it the store's database,
 // logging the first failure of an outage at Warn and its end at Info.
 func (db *DB) tryOpen() bool {
-	c, total, err := openFile(db.path, db.opts, db.logger)
+	c, err := openFile(db.path, db.opts, db.logger)
 	if err != nil {
 		db.openErr.Store(&unavailableError{path: db.path, err: err})
 		if !db.announced {
@@ -250,7 +250,7 @@ func (db *DB) tryOpen() bool {
 		}
 		return false
 	}
-	db.sizeEst.Store(total)
+	db.sizeEst.Store(0) // summed by kicked, below
 	db.c.Store(c)
 	db.sized.Store(false)
 	if db.loop != nil {
@@ -311,34 +311,34 @@ func (db *DB) checkFile() (changed bool) {
 }
 
 // openFile opens (creating if needed) the database at path and prepares the
-// schema (total is 0: the maintenance goroutine sums the bytes stored). A file that is not a SQLite
-// database, or one SQLite reports as corrupt, is moved aside (to
+// schema (the maintenance goroutine sums the bytes stored). A file that is
+// not a SQLite database, or one SQLite reports as corrupt, is moved aside (to
 // path.corrupt-<unix time>) and replaced by a new one: it only held cached
 // responses.
-func openFile(path string, opts connOptions, logger *zap.Logger) (c *conns, total int64, err error) {
+func openFile(path string, opts connOptions, logger *zap.Logger) (c *conns, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, 0, fmt.Errorf("creating directory: %w", err)
+		return nil, fmt.Errorf("creating directory: %w", err)
 	}
-	c, total, err = open(path, opts)
+	c, err = open(path, opts)
 	if err != nil && isCorruptErr(err) {
 		aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().Unix())
 		logger.Warn("sqlite cache database is damaged; moving it aside and starting empty",
 			zap.String("path", path), zap.String("moved_to", aside), zap.Error(err))
 		if rerr := os.Rename(path, aside); rerr != nil {
-			return nil, 0, fmt.Errorf("%w (and moving it aside failed: %v)", err, rerr)
+			return nil, fmt.Errorf("%w (and moving it aside failed: %v)", err, rerr)
 		}
 		os.Remove(path + "-wal")
 		os.Remove(path + "-shm")
 		os.Remove(path + "-journal")
-		c, total, err = open(path, opts)
+		c, err = open(path, opts)
 	}
-	return c, total, err
+	return c, err
 }
 
-func open(path string, opts connOptions) (*conns, int64, error) {
+func open(path string, opts connOptions) (*conns, error) {
 	w, err := sql.Open("sqlite", opts.dsn(path, true))
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
@@ -346,17 +346,17 @@ func open(path string, opts connOptions) (*conns, int64, error) {
 	w.SetConnMaxIdleTime(0)
 	if err := initSchema(w); err != nil {
 		w.Close()
-		return nil, 0, err
+		return nil, err
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		w.Close()
-		return nil, 0, fmt.Errorf("examining the database file: %w", err)
+		return nil, fmt.Errorf("examining the database file: %w", err)
 	}
 	r, err := sql.Open("sqlite", opts.dsn(path, false))
 	if err != nil {
 		w.Close()
-		return nil, 0, err
+		return nil, err
 	}
 	n := max(4, runtime.GOMAXPROCS(0))
 	r.SetMaxOpenConns(n)
@@ -367,11 +367,11 @@ func open(path string, opts connOptions) (*conns, int64, error) {
 	if err != nil {
 		w.Close()
 		r.Close()
-		return nil, 0, fmt.Errorf("preparing statements: %w", err)
+		return nil, fmt.Errorf("preparing statements: %w", err)
 	}
 	// The bytes stored are summed by the maintenance goroutine (sizeOnOpen),
 	// not here: on a large file that scan would delay Caddy's start.
-	return &conns{w: w, r: r, get: get, file: fi}, 0, nil
+	return &conns{w: w, r: r, get: get, file: fi}, nil
 }
 
 func initSchema(w *sql.DB) error {
