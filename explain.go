@@ -180,7 +180,9 @@ func (h *Handler) explain(ctx context.Context, r *http.Request) explainResult {
 		parts = "; the range is served from the stored parts (" + parts + ")"
 	}
 
-	use, why, age := h.reuse(e, h.prepare(e), reqCC, now)
+	var p prepared
+	h.prepare(e, &p)
+	use, why, age := h.reuse(e, &p, reqCC, now)
 	life := h.lifetimeLabel(e)
 	switch use {
 	case policy.UseFresh:

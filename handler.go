@@ -186,7 +186,7 @@ type exchange struct {
 	requestTime time.Time
 	pending     *storage.Entry // response being collected for storing
 
-	prep    *prepared // prepared data of prepFor (see prepared)
+	prep    prepared // prepared data of prepFor (see prepared)
 	prepFor *storage.Entry
 }
 
@@ -1102,9 +1102,10 @@ func (h *Handler) reuseDirectives(p *prepared) policy.Directives {
 // exchange.
 func (x *exchange) prepared(e *storage.Entry) *prepared {
 	if x.prepFor != e {
-		x.prep, x.prepFor = x.h.preparedOf(e), e
+		x.h.prepare(e, &x.prep)
+		x.prepFor = e
 	}
-	return x.prep
+	return &x.prep
 }
 
 // respDirectives returns the directives that govern reuse of a stored

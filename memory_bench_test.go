@@ -14,8 +14,8 @@ import (
 // KB and 16 KB bodies, the origin's usual header) through the handler and
 // reports the live heap per stored entry, and its overhead beyond the body,
 // as the metrics heap-B/entry and overhead-B/entry; hit-overhead-B/entry is
-// the overhead once every entry was hit once (equal now: the prepared data a
-// hit uses is attached when the entry is stored). Run it with -benchtime
+// the overhead once every entry was hit once (equal: a hit keeps nothing per
+// entry, see prepared.go). Run it with -benchtime
 // Nx to choose how many entries (e.g. 20000x).
 func BenchmarkMemoryPerEntry(b *testing.B) {
 	for _, size := range []int{4 << 10, 16 << 10} {

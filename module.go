@@ -231,8 +231,7 @@ type Handler struct {
 	backendName  string
 	isMemory     bool
 	hot          *memory.Memory  // hot tier in front of a non-memory store, or nil
-	prepKey      string          // preparedKey: prepared data attached to stored entries is this handler's when it matches
-	ccs          *ccCache        // parsed Cache-Control values shared by the prepared data of stored entries
+	ccs          *ccCache        // parsed directives shared by the prepared data of hits (prepared.go)
 	storageID    string          // which data the store reaches (storageIdentity)
 	scope        string          // key prefix of this handler's name (scopeOf)
 	ports        *portSet        // listener ports seen, for purges without a port
@@ -367,7 +366,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.scope = scopeOf(h.ops.name)
 	h.ports = portsOf(h.scope)
-	h.prepKey = h.preparedKey()
 	h.ccs = new(ccCache)
 	h.logger.Info("cache handler ready", h.readyFields(mod)...)
 	return nil
@@ -444,9 +442,6 @@ func (h *Handler) provisionHotTier(ctx caddy.Context) error {
 	h.store = tiered.New(h.hot, h.store)
 	if t, ok := h.store.(interface{ DropHot(string) }); ok {
 		h.dropHot = t.DropHot
-	}
-	if t, ok := h.store.(interface{ SetOnPromote(func(*storage.Entry)) }); ok {
-		t.SetOnPromote(h.attachPrepared)
 	}
 	return nil
 }

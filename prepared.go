@@ -6,111 +6,76 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/caddycache/caddy-cache/policy"
 	"github.com/caddycache/caddy-cache/storage"
 )
 
 // prepared is what a hit needs from a stored response beyond its header
-// and body, derived once instead of on every hit: the directives that
-// govern reuse, the Content-Length to send and how many header values go
-// to clients (the fields that never reach them, targeted cache-control and
-// surrogate keys, left out; see sentField).
-//
-// When the store keeps entries in process memory (the memory store, the
-// hot tier) and so hands the very stored entry to later hits, the handler
-// derives it before storing the entry and attaches it to the entry
-// (storage.Entry.SetMemo), as it does for entries the hot tier copies from
-// the main store (tiered.SetOnPromote). Otherwise (the entry came back from
-// bytes, or a handler with other settings stored it) it is derived for the
-// one use. It holds no copy of the header: a hit writes the stored
+// and body: the directives that govern reuse, the Content-Length to send
+// and how many header values go to clients (the fields that never reach
+// them, targeted cache-control and surrogate keys, left out; see
+// sentField). It is derived for each use (an exchange derives it once, in
+// place: see exchange.prepared), from the entry and this handler's
+// settings alone, so that stored entries carry nothing of the handler and
+// two handlers with other settings sharing a store never mix theirs. What
+// makes that cheap: the directives of the Cache-Control (and targeted)
+// values many responses carry alike are parsed once and shared (ccCache),
+// and the stored Content-Length string is sent as it is when it matches
+// the body. It holds no copy of the header: a hit writes the stored
 // header's own values (writeHeader).
 type prepared struct {
-	settings string             // preparedKey of the handler that derived it
-	cc       *policy.Directives // often shared (ccCache)
-	nvals    int                // header values sent to clients, Content-Length included
-	length   string             // the Content-Length value, "" when the status has no body
-	ownCC    bool               // cc is this entry's alone
+	cc     *policy.Directives // shared (ccCache), or parsed for this use
+	nvals  int                // header values sent to clients, Content-Length included
+	length string             // the Content-Length value, "" when the status has no body
 }
 
-// preparedBytes is what a prepared takes in memory (its size class), and
-// directivesBytes what a policy.Directives of its own adds.
+// ccCache shares the parsed directives of the values of the fields that
+// govern reuse many responses carry alike ("public, max-age=3600", with or
+// without one targeted field), so that a hit does not parse them again. It
+// holds at most ccCacheMax combinations; others are parsed per use.
+type ccCache struct {
+	mu sync.RWMutex
+	m  map[ccKey]*policy.Directives
+}
+
+// ccKey is one combination of a Cache-Control value and at most one
+// targeted field (by its index in the handler's targets) with one value.
+type ccKey struct {
+	cc, target string
+	field      int // index in targets + 1; 0: none
+}
+
 const (
-	preparedBytes   = 64
-	directivesBytes = 192
+	ccCacheMax   = 1024
+	ccCacheValue = 256 // longest value shared
 )
 
-// size is the memory p holds, for the store's accounting.
-func (p *prepared) size() int64 {
-	n := int64(preparedBytes + len(p.length))
-	if p.ownCC {
-		n += directivesBytes
+// sharedDirectives returns the directives of hdr (h.directives) whose
+// values are k, shared through h.ccs.
+func (h *Handler) sharedDirectives(hdr http.Header, k ccKey) *policy.Directives {
+	h.ccs.mu.RLock()
+	d, ok := h.ccs.m[k]
+	h.ccs.mu.RUnlock()
+	if ok {
+		return d
 	}
-	return n
-}
-
-// ccCache shares the parsed directives of the Cache-Control values many
-// responses carry alike ("public, max-age=3600"), so that each stored
-// entry does not hold a parsed copy. It holds at most ccCacheMax values;
-// others are parsed per entry.
-type ccCache struct {
-	m sync.Map // Cache-Control value → *policy.Directives
-	n atomic.Int64
-}
-
-const ccCacheMax = 1024
-
-// directivesOf returns the directives addressed to this cache of a stored
-// header (h.directives), shared through h.ccs when they depend on one
-// Cache-Control value alone, and whether they are this entry's own.
-func (h *Handler) directivesOf(hdr http.Header) (*policy.Directives, bool) {
-	cc := hdr["Cache-Control"]
-	shareable := h.ccs != nil && len(cc) == 1 && len(cc[0]) <= 256
-	if shareable {
-		if _, ok := hdr["Surrogate-Control"]; ok && h.surrogate {
-			shareable = false
-		}
-		for _, t := range h.targets {
-			if _, ok := hdr[t]; ok {
-				shareable = false
-			}
-		}
+	d = new(policy.Directives)
+	*d = h.directives(hdr)
+	h.ccs.mu.Lock()
+	defer h.ccs.mu.Unlock()
+	if v, ok := h.ccs.m[k]; ok {
+		return v
 	}
-	if !shareable {
-		d := h.directives(hdr)
-		return &d, true
+	if len(h.ccs.m) >= ccCacheMax {
+		return d
 	}
-	if v, ok := h.ccs.m.Load(cc[0]); ok {
-		return v.(*policy.Directives), false
+	if h.ccs.m == nil {
+		h.ccs.m = make(map[ccKey]*policy.Directives)
 	}
-	d := h.directives(hdr)
-	if h.ccs.n.Load() >= ccCacheMax {
-		return &d, true
-	}
-	v, loaded := h.ccs.m.LoadOrStore(strings.Clone(cc[0]), &d)
-	if !loaded {
-		h.ccs.n.Add(1)
-	}
-	return v.(*policy.Directives), false
-}
-
-// preparedKey identifies the handler settings prepared data depends on, so
-// that two handlers with different settings sharing a memory store never
-// use each other's.
-func (h *Handler) preparedKey() string {
-	var b strings.Builder
-	b.WriteString(strings.Join(h.targets, ","))
-	b.WriteString("|")
-	b.WriteString(strings.Join(h.strip, ","))
-	b.WriteString("|")
-	if h.ops != nil && h.ops.tags.strip {
-		for _, f := range h.ops.tags.fields {
-			b.WriteString(f.name)
-			b.WriteByte(',')
-		}
-	}
-	return b.String()
+	k.cc, k.target = strings.Clone(k.cc), strings.Clone(k.target)
+	h.ccs.m[k] = d
+	return d
 }
 
 // sentField reports whether the stored header field k (canonical) goes to
@@ -134,48 +99,74 @@ func (h *Handler) sentField(k string) bool {
 	return true
 }
 
-// prepare derives the prepared data of a response entry.
-func (h *Handler) prepare(e *storage.Entry) *prepared {
-	p := &prepared{settings: h.prepKey}
-	p.cc, p.ownCC = h.directivesOf(e.Header)
-	for k, vs := range e.Header {
-		if h.sentField(k) {
+// prepare derives the prepared data of a response entry into p, in one
+// pass over its header. The directives are shared (ccCache) when they
+// depend on one Cache-Control value (or none) and at most one targeted
+// field with one value, both short, and no Surrogate-Control read by this
+// cache; else they are parsed for this use.
+func (h *Handler) prepare(e *storage.Entry, p *prepared) {
+	var k ccKey
+	shareable := h.ccs != nil
+	var length []string
+	p.nvals = 0
+	for name, vs := range e.Header {
+		switch {
+		case name == "Content-Length":
+			length = vs
+			continue // sent from the body's length
+		case len(vs) == 0: // as if absent
+		case name == "Cache-Control":
+			k.cc = vs[0]
+			shareable = shareable && len(vs) == 1 && len(vs[0]) <= ccCacheValue
+		case name == "Surrogate-Control" && h.surrogate:
+			shareable = false
+		default:
+			if i := slices.Index(h.targets, name); i >= 0 {
+				shareable = shareable && k.field == 0 && len(vs) == 1 && len(vs[0]) <= ccCacheValue
+				k.field, k.target = i+1, vs[0]
+			}
+		}
+		if h.sentField(name) {
 			p.nvals += len(vs)
 		}
 	}
+	if shareable {
+		p.cc = h.sharedDirectives(e.Header, k)
+	} else {
+		d := h.directives(e.Header)
+		p.cc = &d
+	}
+	p.length = ""
 	if policy.BodyAllowed(e.Status) {
-		p.length = strconv.Itoa(len(e.Body))
+		p.length = lengthOf(length, len(e.Body))
 		p.nvals++
 	}
-	return p
 }
 
-// keepsInMemory reports whether the store hands stored entries themselves
-// to later reads, so that prepared data attached to them is found again.
-func (h *Handler) keepsInMemory() bool { return h.isMemory || h.hot != nil }
-
-// attachPrepared derives the prepared data of a response entry that is
-// about to be stored in (or copied into) process memory and attaches it to
-// the entry. The entry must not be shared yet.
-func (h *Handler) attachPrepared(e *storage.Entry) {
-	if e.Kind != storage.KindResponse || !h.keepsInMemory() {
-		return
+// lengthOf is the Content-Length of a body of n bytes: the stored value
+// when it is exactly that number in canonical form (no allocation on a
+// hit), else formatted.
+func lengthOf(stored []string, n int) string {
+	if len(stored) == 1 && canonicalDecimal(stored[0]) {
+		if v, err := strconv.Atoi(stored[0]); err == nil && v == n {
+			return stored[0]
+		}
 	}
-	if p, ok := e.Memo().(*prepared); ok && p.settings == h.prepKey {
-		return
-	}
-	p := h.prepare(e)
-	e.SetMemo(p, p.size())
+	return strconv.Itoa(n)
 }
 
-// preparedOf returns the prepared data of a stored response: the data
-// attached to it when this handler's settings derived it, else derived for
-// this use alone.
-func (h *Handler) preparedOf(e *storage.Entry) *prepared {
-	if p, ok := e.Memo().(*prepared); ok && p.settings == h.prepKey {
-		return p
+// canonicalDecimal reports whether s is digits alone, without a leading
+// zero unless it is "0".
+func canonicalDecimal(s string) bool {
+	if s == "" || (s[0] == '0' && len(s) > 1) {
+		return false
 	}
-	return h.prepare(e)
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // writeHeader copies the header e sends to clients into dst with one

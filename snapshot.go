@@ -476,7 +476,6 @@ func (h *Handler) importEntry(ctx context.Context, key string, e *storage.Entry)
 			e.Variants[i] = h.scope + v
 		}
 	}
-	h.attachPrepared(e) // for hits from memory, as a stored response gets it
 	out := outImported
 	next := func(old *storage.Entry) *storage.Entry {
 		var n *storage.Entry

@@ -116,7 +116,6 @@ func (h *Handler) put(ctx context.Context, key string, e *storage.Entry) error {
 	if h.writesPaused() {
 		return errWritesPaused
 	}
-	h.attachPrepared(e)
 	err := h.store.Put(ctx, key, e)
 	switch {
 	case err == nil:

@@ -151,32 +151,6 @@ type Entry struct {
 
 	// Tags are surrogate keys recorded from the response.
 	Tags []string
-
-	// memo is what its writer derived from the entry (SetMemo).
-	memo *memo
-}
-
-type memo struct {
-	of   *Entry // the entry it was attached to: copies of it do not use it
-	v    any
-	size int64
-}
-
-// SetMemo attaches v, data its writer derived from e (the handler's parsed
-// header), to e, so that readers of this very entry, which an in-memory
-// store hands out, find it with Memo instead of deriving it on every use.
-// Call it before handing e to a Store: an entry is immutable once stored.
-// size is what v takes in memory, counted by Size. Copies of e (Meta, any
-// value copy) and entries decoded from bytes carry no memo; backends never
-// see it.
-func (e *Entry) SetMemo(v any, size int64) { e.memo = &memo{of: e, v: v, size: size} }
-
-// Memo returns what SetMemo attached to e, or nil.
-func (e *Entry) Memo() any {
-	if e.memo == nil || e.memo.of != e {
-		return nil
-	}
-	return e.memo.v
 }
 
 // Expired reports whether the entry must no longer be returned at now.
@@ -187,7 +161,7 @@ func (e *Entry) Expired(now time.Time) bool {
 // Size is an estimate of the memory the entry takes in the process, for
 // byte-bounded stores: the body and strings, and what holding them costs
 // (the Entry itself, the header map's slots and slice headers, the Vary
-// selection map, what SetMemo attached), measured on 64-bit platforms.
+// selection map), measured on 64-bit platforms.
 func (e *Entry) Size() int64 {
 	n := int64(len(e.Body)) + int64(len(e.URL)) + entryBytes
 	nv := 0
@@ -212,18 +186,12 @@ func (e *Entry) Size() int64 {
 	for _, s := range e.Tags {
 		n += int64(len(s)) + 16
 	}
-	if e.memo != nil {
-		n += memoBytes + e.memo.size
-	}
 	return n
 }
 
-// Fixed costs counted by Size: the Entry struct (its size class), and the
-// memo's box (32 B, rounded up).
-const (
-	entryBytes = 256
-	memoBytes  = 48
-)
+// entryBytes is the fixed cost counted by Size: the Entry struct (its size
+// class).
+const entryBytes = 256
 
 // mapBytes estimates the memory of a Go map holding n entries of slot
 // bytes each: its header, and the slots in groups of eight with a control

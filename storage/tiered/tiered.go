@@ -67,9 +67,6 @@ type Tiered struct {
 	// go to cold, nothing is copied into hot): the hot tier's copies may be
 	// stale because invalidations from other processes cannot be received.
 	bypass func() bool
-	// promote, when set, sees each entry read from cold before it is
-	// copied into hot (SetOnPromote).
-	promote func(*storage.Entry)
 	// Each stripe orders the hot-tier updates of its keys: writes and
 	// deletes bump gen under mu, and a cold read is copied into hot only if
 	// gen did not move while it was read.
@@ -104,14 +101,6 @@ func (t *Tiered) Cold() storage.Store { return t.cold }
 // Call it before the store is used.
 func (t *Tiered) SetBypass(bypass func() bool) { t.bypass = bypass }
 
-// SetOnPromote installs fn, which is called with each entry read from the
-// cold tier before it is copied into the hot tier and returned, so that it
-// may attach what it derives from the entry (storage.Entry.SetMemo) while
-// the entry is not shared yet. The cold tier must return entries of its
-// own to every Get (decoded from bytes), as every store but the memory
-// store does. Call it before the store is used.
-func (t *Tiered) SetOnPromote(fn func(*storage.Entry)) { t.promote = fn }
-
 func (t *Tiered) hotOff() bool { return t.bypass != nil && t.bypass() }
 
 // Get implements storage.Store.
@@ -131,9 +120,6 @@ func (t *Tiered) Get(ctx context.Context, key string) (*storage.Entry, error) {
 	e, err = t.cold.Get(ctx, key)
 	if err != nil {
 		return nil, err
-	}
-	if t.promote != nil {
-		t.promote(e)
 	}
 	s.mu.Lock()
 	if s.gen.Load() == gen {
