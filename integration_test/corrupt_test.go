@@ -83,7 +83,7 @@ func TestInflationBombFileEntryIsAMiss(t *testing.T) {
 			}
 			// The file header (key, expiry) stays; the codec bytes after it
 			// become the bomb.
-			at := bytes.Index(old, []byte("CCE\x01"))
+			at := bytes.Index(old, []byte("CCE\x02"))
 			if at < 0 {
 				t.Fatalf("no encoded entry in %s", file)
 			}

@@ -17,11 +17,21 @@ import (
 //	magic "CCE" | version (1 byte) | flags (1 byte) | payload | CRC-32C of all previous bytes (4 bytes, big endian)
 //
 // The payload is a sequence of unsigned varints, zig-zag varints and
-// length-prefixed strings (see appendFields/readFields). Flag bit 0 means the
-// body is zstd-compressed; its uncompressed length precedes it. A new format
-// gets a new version byte; Decode refuses versions it does not know.
+// length-prefixed strings (see appendMeta/readMeta):
+//
+//	version 2: uvarint(len(meta)) | meta | [uncompressed length] | length-prefixed body
+//	version 1: meta | [uncompressed length] | length-prefixed body
+//
+// Flag bit 0 means the body is zstd-compressed; its uncompressed length
+// precedes it. Version 2 prefixes the metadata with its length so that
+// Decode copies it into one string and every decoded string (URL, header
+// names and values, tags) is a part of it: a handful of allocations per
+// entry instead of one per string. Encode writes version 2; Decode reads
+// both. A new format gets a new version byte; Decode refuses versions it
+// does not know.
 const (
-	formatVersion byte = 1
+	formatVersion byte = 2
+	formatV1      byte = 1
 	flagZstd      byte = 1 << 0
 	headerLen          = 5 // magic + version + flags
 	trailerLen         = 4 // CRC-32C
@@ -84,7 +94,20 @@ func Encode(e *Entry, c Compression) []byte {
 	buf := make([]byte, 0, len(body)+512)
 	buf = append(buf, magic[:]...)
 	buf = append(buf, formatVersion, flags)
+	// the metadata's length, then the metadata: reserve one varint byte,
+	// which is enough for metadata under 128 bytes, and move it otherwise
+	at := len(buf)
+	buf = append(buf, 0)
 	buf = appendMeta(buf, e)
+	if n := len(buf) - at - 1; n < 0x80 {
+		buf[at] = byte(n)
+	} else {
+		var l [binary.MaxVarintLen64]byte
+		k := binary.PutUvarint(l[:], uint64(n))
+		buf = append(buf, l[:k-1]...)
+		copy(buf[at+k:], buf[at+1:at+1+n])
+		copy(buf[at:], l[:k])
+	}
 	if flags&flagZstd != 0 {
 		buf = binary.AppendUvarint(buf, uint64(len(e.Body)))
 	}
@@ -112,7 +135,7 @@ func decode(b []byte, withBody bool) (*Entry, error) {
 	if b[0] != magic[0] || b[1] != magic[1] || b[2] != magic[2] {
 		return nil, corrupt("not a cache entry")
 	}
-	if b[3] != formatVersion {
+	if b[3] != formatVersion && b[3] != formatV1 {
 		return nil, corrupt("unknown format version %d", b[3])
 	}
 	flags := b[4]
@@ -123,9 +146,25 @@ func decode(b []byte, withBody bool) (*Entry, error) {
 	if crc32.Checksum(b[:n], castagnoli) != binary.BigEndian.Uint32(b[n:]) {
 		return nil, corrupt("checksum mismatch")
 	}
-	r := reader{b: b[headerLen:n]}
+	r := reader[[]byte]{b: b[headerLen:n]}
 	e := &Entry{}
-	readMeta(&r, e)
+	if b[3] == formatV1 {
+		readMeta(&r, e)
+	} else {
+		m := r.count()
+		if r.err != nil {
+			return nil, r.err
+		}
+		meta := reader[string]{b: string(r.b[:m])} // the one copy of all strings
+		r.b = r.b[m:]
+		readMeta(&meta, e)
+		if meta.err != nil {
+			return nil, meta.err
+		}
+		if len(meta.b) != 0 {
+			return nil, corrupt("%d trailing bytes in the metadata", len(meta.b))
+		}
+	}
 	rawLen := -1
 	if flags&flagZstd != 0 {
 		rawLen = r.int()
@@ -225,7 +264,10 @@ func appendMeta(buf []byte, e *Entry) []byte {
 	return buf
 }
 
-func readMeta(r *reader, e *Entry) {
+// readMeta reads what appendMeta wrote. The header's value lists share one
+// backing array (each capped at its length, so appending to one never
+// touches another).
+func readMeta[T ~string | ~[]byte](r *reader[T], e *Entry) {
 	e.Kind = Kind(r.int())
 	e.URL = r.string()
 	e.Status = r.int()
@@ -236,9 +278,10 @@ func readMeta(r *reader, e *Entry) {
 	e.Expires = r.time()
 	if n := r.count(); n > 0 {
 		e.Header = make(http.Header, n)
+		var vals []string
 		for i := 0; i < n && r.err == nil; i++ {
 			k := r.string()
-			e.Header[k] = r.strings()
+			e.Header[k] = r.stringsInto(&vals, n-i)
 		}
 	} else {
 		e.Header = http.Header{}
@@ -289,18 +332,18 @@ func appendTime(buf []byte, t time.Time) []byte {
 
 // reader reads the payload; the first error sticks and later reads return
 // zero values, so readMeta needs no error checks between fields.
-type reader struct {
-	b   []byte
+type reader[T ~string | ~[]byte] struct {
+	b   T
 	err error
 }
 
 var errShort = errors.New("truncated")
 
-func (r *reader) uvarint() uint64 {
+func (r *reader[T]) uvarint() uint64 {
 	if r.err != nil {
 		return 0
 	}
-	v, n := binary.Uvarint(r.b)
+	v, n := uvarint(r.b)
 	if n <= 0 {
 		r.err = corrupt("bad length field: %v", errShort)
 		return 0
@@ -309,11 +352,15 @@ func (r *reader) uvarint() uint64 {
 	return v
 }
 
-func (r *reader) varint() int64 {
+func (r *reader[T]) varint() int64 {
 	if r.err != nil {
 		return 0
 	}
-	v, n := binary.Varint(r.b)
+	ux, n := uvarint(r.b) // zig-zag, as binary.Varint
+	v := int64(ux >> 1)
+	if ux&1 != 0 {
+		v = ^v
+	}
 	if n <= 0 {
 		r.err = corrupt("bad number field: %v", errShort)
 		return 0
@@ -322,7 +369,7 @@ func (r *reader) varint() int64 {
 	return v
 }
 
-func (r *reader) int() int {
+func (r *reader[T]) int() int {
 	v := r.uvarint()
 	if v > maxDecodedBody {
 		if r.err == nil {
@@ -335,7 +382,7 @@ func (r *reader) int() int {
 
 // count reads a list length and checks it against the bytes left, so a
 // corrupt length cannot make Decode allocate much.
-func (r *reader) count() int {
+func (r *reader[T]) count() int {
 	n := r.int()
 	if r.err == nil && n > len(r.b) {
 		r.err = corrupt("list of %d items in %d bytes", n, len(r.b))
@@ -344,35 +391,78 @@ func (r *reader) count() int {
 	return n
 }
 
-func (r *reader) bytes() []byte {
+// field reads a length-prefixed field: a part of r.b.
+func (r *reader[T]) field() T {
+	var zero T
 	n := r.int()
 	if r.err != nil {
-		return nil
+		return zero
 	}
 	if n > len(r.b) {
 		r.err = corrupt("field of %d bytes, %d left: %v", n, len(r.b), errShort)
-		return nil
+		return zero
 	}
-	v := r.b[:n:n]
+	v := r.b[:n]
 	r.b = r.b[n:]
 	return v
 }
 
-func (r *reader) string() string { return string(r.bytes()) }
+// bytes reads a length-prefixed field of a []byte reader without copying
+// it (capped at its length).
+func (r *reader[T]) bytes() []byte {
+	v := []byte(r.field())
+	return v[:len(v):len(v)]
+}
 
-func (r *reader) strings() []string {
+// string reads a length-prefixed string: a part of the metadata's string
+// (reader[string]) or a copy (reader[[]byte], version 1).
+func (r *reader[T]) string() string { return string(r.field()) }
+
+func (r *reader[T]) strings() []string {
+	var buf []string
+	return r.stringsInto(&buf, 0)
+}
+
+// stringsInto reads a list of strings into the free capacity of *buf,
+// which, when it is full, grows with room for about two strings for each of
+// the more lists that follow, and returns the list capped at its length.
+func (r *reader[T]) stringsInto(buf *[]string, more int) []string {
 	n := r.count()
 	if n == 0 {
 		return nil
 	}
-	ss := make([]string, 0, n)
-	for i := 0; i < n && r.err == nil; i++ {
-		ss = append(ss, r.string())
+	if cap(*buf)-len(*buf) < n {
+		*buf = make([]string, 0, n+2*max(more-1, 0))
 	}
-	return ss
+	i := len(*buf)
+	for j := 0; j < n && r.err == nil; j++ {
+		*buf = append(*buf, r.string())
+	}
+	return (*buf)[i:len(*buf):len(*buf)]
 }
 
-func (r *reader) time() time.Time {
+// uvarint is binary.Uvarint over a string or bytes.
+func uvarint[T ~string | ~[]byte](b T) (uint64, int) {
+	var x uint64
+	var s uint
+	for i := range len(b) {
+		if i == binary.MaxVarintLen64 {
+			return 0, -(i + 1) // overflow
+		}
+		c := b[i]
+		if c < 0x80 {
+			if i == binary.MaxVarintLen64-1 && c > 1 {
+				return 0, -(i + 1) // overflow
+			}
+			return x | uint64(c)<<s, i + 1
+		}
+		x |= uint64(c&0x7f) << s
+		s += 7
+	}
+	return 0, 0
+}
+
+func (r *reader[T]) time() time.Time {
 	v := r.varint()
 	if v == 0 {
 		return time.Time{}
