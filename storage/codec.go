@@ -411,7 +411,7 @@ func (r *reader[T]) field() T {
 // it (capped at its length).
 func (r *reader[T]) bytes() []byte {
 	v := []byte(r.field())
-	return v[:len(v):len(v)]
+	return slices.Clip(v)
 }
 
 // string reads a length-prefixed string: a part of the metadata's string
