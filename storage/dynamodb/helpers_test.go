@@ -18,6 +18,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	storetest.QuickRecovery()
 	// Keep the developer's AWS files and IMDS out of the tests.
 	os.Setenv("AWS_CONFIG_FILE", os.DevNull)
 	os.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)

@@ -16,6 +16,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	storetest.QuickRecovery()
 	code := m.Run()
 	testservers.KillAll()
 	os.Exit(code)

@@ -3,45 +3,36 @@ package redis
 import (
 	"context"
 	"errors"
-	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+
+	"github.com/caddycache/caddy-cache/internal/outage"
 )
 
-// health remembers whether the shared client's last calls reached Redis, so
-// an outage is logged once when it starts and once when it ends instead of
-// once per request.
-type health struct {
-	down  atomic.Bool
-	since atomic.Int64 // Unix nanoseconds of the last transition
-}
+// Down reports whether an outage of Redis began and is not over.
+func (c *client) Down() bool { return c.health.Down() }
 
-// Down reports whether the last call that could tell found Redis
-// unreachable.
-func (c *client) Down() bool { return c.health.down.Load() }
-
-// observe feeds the outcome of a call into the health state and logs a
-// transition with logger: one Warn when Redis stops answering, one Info when
-// it answers again. Only the call that flips the state logs.
+// observe feeds the outcome of a call into the health state and logs with
+// logger: one Warn when Redis stops answering, one Info when the outage is
+// over (health.RecoveryPolicy), so that a server failing now and then is
+// logged as one outage, not as a pair of lines per failure.
 func (c *client) observe(logger *zap.Logger, err error) {
 	switch classify(err) {
 	case reachable:
-		if c.health.down.CompareAndSwap(true, false) {
-			now := time.Now()
-			downFor := now.Sub(time.Unix(0, c.health.since.Swap(now.UnixNano())))
+		c.health.Succeed(time.Now(), func(r outage.Recovery) {
 			logger.Info("redis storage available again",
 				zap.String("server", c.display),
-				zap.Duration("down_for", downFor.Round(time.Millisecond)))
-		}
+				zap.Duration("down_for", r.DownFor.Round(time.Millisecond)),
+				zap.Int64("failed_calls", r.Failures))
+		})
 	case unreachable:
-		if c.health.down.CompareAndSwap(false, true) {
-			c.health.since.Store(time.Now().UnixNano())
+		c.health.Fail(time.Now(), func() {
 			logger.Warn("redis storage unavailable: cache lookups and stores fail (requests go to the origin) until it answers again",
 				zap.String("server", c.display),
 				zap.Error(err))
-		}
+		})
 	}
 }
 

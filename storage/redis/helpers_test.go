@@ -15,6 +15,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	storetest.QuickRecovery()
 	code := m.Run()
 	testservers.KillAll()
 	os.Exit(code)

@@ -53,7 +53,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/caddycache/caddy-cache/internal/outage"
 	"github.com/caddycache/caddy-cache/storage"
+	"github.com/caddycache/caddy-cache/storage/internal/health"
 )
 
 func init() {
@@ -245,7 +247,7 @@ func (r *Redis) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("redis storage: %w", err)
 	}
 	v, loaded, err := clients.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return &client{rdb: goredis.NewUniversalClient(opts), display: id.Display}, nil
+		return &client{rdb: goredis.NewUniversalClient(opts), display: id.Display, health: outage.New(health.RecoveryPolicy)}, nil
 	})
 	if err != nil {
 		return fmt.Errorf("redis storage %s: %w", id.Display, err)
@@ -549,7 +551,7 @@ func setDefault[T comparable](dst *T, v T) {
 type client struct {
 	rdb     goredis.UniversalClient
 	display string
-	health  health
+	health  *outage.Tracker
 }
 
 // Destruct closes the connections.

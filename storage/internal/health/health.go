@@ -1,17 +1,20 @@
 // Package health tracks whether a storage server is reachable, from the
-// outcome of the calls made to it, and logs the transitions: one warning when
-// calls start failing and one info message when they work again, instead of
-// one line per failed request.
+// outcome of the calls made to it, and logs the outages: one warning when
+// calls start failing and one info message when they have stopped failing
+// (internal/outage: a quiet period of a few seconds and enough successful
+// calls), instead of one line per failed request or a pair per failure when
+// a server fails now and then.
 package health
 
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/caddycache/caddy-cache/internal/outage"
 	"github.com/caddycache/caddy-cache/storage"
 )
 
@@ -21,15 +24,25 @@ import (
 type Tracker struct {
 	what   string // e.g. "mongodb storage caddy_cache.responses on 127.0.0.1:27017"
 	logger atomic.Pointer[zap.Logger]
-
-	mu   sync.Mutex // serialises transitions so their log lines come in order
-	down atomic.Bool
+	out    *outage.Tracker
+	now    func() time.Time
 }
 
+// RecoveryPolicy says when an outage of a storage server is over: zero
+// fields are internal/outage's defaults (a few seconds without a failure
+// and enough successful calls). It is the policy of New and of the redis
+// backend's client; the backends' tests shorten it.
+var RecoveryPolicy outage.Policy
+
 // New returns a Tracker that logs to logger and names the server what in
-// its messages. what must not contain secrets.
+// its messages, with RecoveryPolicy. what must not contain secrets.
 func New(logger *zap.Logger, what string) *Tracker {
-	t := &Tracker{what: what}
+	return NewWithPolicy(logger, what, RecoveryPolicy)
+}
+
+// NewWithPolicy is New with the policy that says when an outage is over.
+func NewWithPolicy(logger *zap.Logger, what string, p outage.Policy) *Tracker {
+	t := &Tracker{what: what, out: outage.New(p), now: time.Now}
 	t.SetLogger(logger)
 	return t
 }
@@ -43,8 +56,9 @@ func (t *Tracker) SetLogger(l *zap.Logger) {
 	t.logger.Store(l)
 }
 
-// Down reports whether the last counted call failed.
-func (t *Tracker) Down() bool { return t.down.Load() }
+// Down reports whether an outage began (a counted call failed) and has not
+// been reported over.
+func (t *Tracker) Down() bool { return t.out.Down() }
 
 // Observe records the outcome of one call and returns err unchanged.
 //
@@ -56,24 +70,17 @@ func (t *Tracker) Down() bool { return t.down.Load() }
 func (t *Tracker) Observe(err error) error {
 	switch {
 	case err == nil, errors.Is(err, storage.ErrNotFound), errors.Is(err, storage.ErrCorrupt), errors.Is(err, storage.ErrTooLarge):
-		if t.down.Load() {
-			t.mu.Lock()
-			if t.down.CompareAndSwap(true, false) {
-				t.logger.Load().Info("storage reachable again", zap.String("storage", t.what))
-			}
-			t.mu.Unlock()
-		}
+		t.out.Succeed(t.now(), func(r outage.Recovery) {
+			t.logger.Load().Info("storage reachable again", zap.String("storage", t.what),
+				zap.Duration("down_for", r.DownFor.Round(time.Millisecond)), zap.Int64("failed_calls", r.Failures))
+		})
 	case errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded):
 		// The caller gave up; not the server's fault.
 	default:
-		if !t.down.Load() {
-			t.mu.Lock()
-			if t.down.CompareAndSwap(false, true) {
-				t.logger.Load().Warn("storage unavailable; requests go to the origin until it is back",
-					zap.String("storage", t.what), zap.Error(err))
-			}
-			t.mu.Unlock()
-		}
+		t.out.Fail(t.now(), func() {
+			t.logger.Load().Warn("storage unavailable; requests go to the origin until it is back",
+				zap.String("storage", t.what), zap.Error(err))
+		})
 	}
 	return err
 }

@@ -6,17 +6,22 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/caddycache/caddy-cache/internal/outage"
 	"github.com/caddycache/caddy-cache/storage"
 )
 
+// quick reports a recovery after the first success.
+var quick = outage.Policy{Quiet: time.Nanosecond, Successes: 1}
+
 func TestTransitionsLogOnce(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
-	tr := New(zap.New(core), "test store")
+	tr := NewWithPolicy(zap.New(core), "test store", quick)
 	boom := errors.New("connection refused")
 
 	// Successes and sentinel errors while up log nothing.
@@ -78,6 +83,43 @@ func TestTransitionsLogOnce(t *testing.T) {
 	tr.Observe(nil)
 	if logs.Len() != 4 {
 		t.Fatalf("second outage: %d lines in total, want 4", logs.Len())
+	}
+}
+
+// A server failing one call in ten is one outage: one warning, and the
+// recovery only once it has stopped failing for the quiet period with
+// enough successful calls.
+func TestOccasionalFailuresAreOneOutage(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	tr := New(zap.New(core), "flaky store")
+	now := time.Unix(1000, 0)
+	tr.now = func() time.Time { return now }
+	boom := errors.New("i/o timeout")
+	for i := range 1000 {
+		now = now.Add(10 * time.Millisecond)
+		if i%10 == 3 {
+			tr.Observe(boom)
+		} else {
+			tr.Observe(nil)
+		}
+	}
+	if !tr.Down() || logs.Len() != 1 || logs.FilterLevelExact(zapcore.WarnLevel).Len() != 1 {
+		t.Fatalf("10 %% failures: down=%v, %d lines (%v); want one warning and still down", tr.Down(), logs.Len(), logs.All())
+	}
+	// quiet: after DefaultQuiet and DefaultSuccesses successes, one info
+	for tr.Down() {
+		now = now.Add(10 * time.Millisecond)
+		tr.Observe(nil)
+		if now.Sub(time.Unix(1000, 0)) > time.Hour {
+			t.Fatal("never recovered")
+		}
+	}
+	info := logs.FilterLevelExact(zapcore.InfoLevel).All()
+	if len(info) != 1 || logs.Len() != 2 {
+		t.Fatalf("after the failures stopped: %d infos, %d lines, want 1 and 2", len(info), logs.Len())
+	}
+	if got := info[0].ContextMap()["failed_calls"]; got != int64(100) {
+		t.Fatalf("the recovery line counts %v failed calls, want 100", got)
 	}
 }
 

@@ -18,7 +18,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/caddycache/caddy-cache/internal/outage"
 	"github.com/caddycache/caddy-cache/storage"
+	"github.com/caddycache/caddy-cache/storage/internal/health"
 )
 
 // Module is a storage module as Caddy loads it.
@@ -30,6 +32,14 @@ type Module interface {
 // Provision provisions m on a fresh Caddy context and validates it, as
 // Caddy does when it loads a config; the context is cancelled when the test
 // ends. Releasing m is the caller's business.
+// QuickRecovery makes the backends' health trackers report an outage over
+// at the first successful call, as the outage tests of every backend
+// expect (ExpectOutageLogged); the quiet period itself is tested in
+// internal/outage and storage/internal/health. Call it from TestMain.
+func QuickRecovery() {
+	health.RecoveryPolicy = outage.Policy{Quiet: time.Nanosecond, Successes: 1}
+}
+
 func Provision(t testing.TB, m Module) {
 	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
