@@ -50,7 +50,7 @@ func TestReloadSharesClient(t *testing.T) {
 	if err := a.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
-	if shared.stopCtx.Err() != nil {
+	if shared.bg.Stopped() {
 		t.Fatal("shared state destroyed while another handle uses it")
 	}
 	ctx, cancel := context.WithTimeout(bg, 300*time.Millisecond)
@@ -62,7 +62,7 @@ func TestReloadSharesClient(t *testing.T) {
 	if err := b.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
-	if shared.stopCtx.Err() == nil {
+	if !shared.bg.Stopped() {
 		t.Fatal("shared state not destroyed after the last handle")
 	}
 	if n, _ := pool.References(a.poolKey); n != 0 {

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddycache/caddy-cache/storage/internal/health"
+	"github.com/caddycache/caddy-cache/storage/internal/sweeper"
 )
 
 // ensureRetry is how long after a failed table creation the next use tries
@@ -40,9 +41,7 @@ type table struct {
 	err      error         // of the last failed creation
 	lastFail time.Time
 
-	stopCtx context.Context
-	stop    context.CancelFunc
-	wg      sync.WaitGroup
+	bg *sweeper.Loop // the creation and background cleanups (no rounds)
 }
 
 func newTable(client *dynamodb.Client, name, where string, logger *zap.Logger) *table {
@@ -51,37 +50,23 @@ func newTable(client *dynamodb.Client, name, where string, logger *zap.Logger) *
 		name:   name,
 		logger: logger,
 		health: health.New(logger, fmt.Sprintf("dynamodb table %s at %s", name, where)),
+		bg:     sweeper.New(0, 0),
 	}
-	t.stopCtx, t.stop = context.WithCancel(context.Background())
 	return t
 }
 
-// Destruct stops a running table creation. The SDK client holds no other
-// resources that need closing.
+// Destruct stops a running table creation and background cleanups, and
+// waits for them. The SDK client holds no other resources that need
+// closing.
 func (t *table) Destruct() error {
-	t.mu.Lock() // no creation starts after this
-	t.stop()
-	t.mu.Unlock()
-	t.wg.Wait()
+	t.bg.Stop()
 	return nil
 }
 
 // goCleanup runs fn in the background (for cleanups the request must not
 // wait for), under a timeout, unless the table state was destroyed.
 func (t *table) goCleanup(fn func(ctx context.Context)) {
-	t.mu.Lock()
-	if t.stopCtx.Err() != nil {
-		t.mu.Unlock()
-		return
-	}
-	t.wg.Add(1)
-	t.mu.Unlock()
-	go func() {
-		defer t.wg.Done()
-		ctx, cancel := context.WithTimeout(t.stopCtx, time.Minute)
-		defer cancel()
-		fn(ctx)
-	}()
+	t.bg.Go(time.Minute, fn)
 }
 
 // ensure makes sure the table exists when create is set, creating it (and
@@ -97,19 +82,17 @@ func (t *table) ensure(ctx context.Context, create bool) error {
 		return nil
 	}
 	if t.running == nil {
-		if t.stopCtx.Err() != nil {
-			t.mu.Unlock()
-			return errClosed
-		}
 		if !t.lastFail.IsZero() && time.Since(t.lastFail) < ensureRetry {
 			err := t.err
 			t.mu.Unlock()
 			return err
 		}
 		done := make(chan struct{})
+		if !t.bg.Go(2*time.Minute, func(ctx context.Context) { t.create(ctx, done) }) {
+			t.mu.Unlock()
+			return errClosed
+		}
 		t.running = done
-		t.wg.Add(1)
-		go t.create(done)
 	}
 	done := t.running
 	t.mu.Unlock()
@@ -126,11 +109,10 @@ func (t *table) ensure(ctx context.Context, create bool) error {
 	return t.err
 }
 
-func (t *table) create(done chan struct{}) {
-	defer t.wg.Done()
-	ctx, cancel := context.WithTimeout(t.stopCtx, 2*time.Minute)
+// create creates the table (createTable) and records the outcome for
+// ensure, closing done.
+func (t *table) create(ctx context.Context, done chan struct{}) {
 	err := t.createTable(ctx)
-	cancel()
 	t.mu.Lock()
 	t.running = nil
 	if err == nil {

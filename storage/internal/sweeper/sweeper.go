@@ -200,13 +200,14 @@ func (l *Loop) Setup(setup func(ctx context.Context) error, done func(error)) {
 	}()
 }
 
-// Go runs fn in the background under a timeout, unless Stop was called.
-// Stop cancels its context and waits for it.
-func (l *Loop) Go(timeout time.Duration, fn func(ctx context.Context)) {
+// Go runs fn in the background under a timeout, unless Stop was called,
+// and reports whether it started it. Stop cancels its context and waits
+// for it. A Loop that only runs such tasks needs no Start.
+func (l *Loop) Go(timeout time.Duration, fn func(ctx context.Context)) bool {
 	l.mu.Lock()
 	if l.ctx.Err() != nil {
 		l.mu.Unlock()
-		return
+		return false
 	}
 	l.wg.Add(1)
 	l.mu.Unlock()
@@ -216,6 +217,7 @@ func (l *Loop) Go(timeout time.Duration, fn func(ctx context.Context)) {
 		defer cancel()
 		fn(ctx)
 	}()
+	return true
 }
 
 // Stop ends the loop, any running setup and background task, and waits
