@@ -20,8 +20,9 @@
 #	                      marked when the tree has uncommitted changes)
 #	EXTRA_TARGETS=        more cache configurations, one per line, as in TARGETS
 #	REDIS_CPU=CADDY_CPU   CPU of the redis-server the script starts for targets
-#	                      that use @REDIS@ (with the Caddy under test by default:
-#	                      the server side of the benchmark gets one CPU)
+#	                      that use @REDIS@ and for the scale part (with the Caddy
+#	                      under test by default: the server side of the
+#	                      benchmark gets one CPU)
 #	GOBENCH='Hit|Baseline|Respond|MissStore'
 #	                      go test benchmarks of the root package run ROUNDS times
 #	                      (interleaved) before the load runs, pinned to CADDY_CPU,
@@ -55,7 +56,10 @@
 #	       of SCALE_N/100 entries, hit latency (SWEEP_CONNS clients, 4, for
 #	       SWEEP_LOAD, 10s) with and without a sweep of SCALE_EXPIRED (100000)
 #	       expired entries (SCALE_SWEEP, 1h: the sweep_interval of the files,
-#	       long so that only the sweep the script starts runs)
+#	       long so that only the sweep the script starts runs); then the same
+#	       hit test on Redis (databases 2 and 3 of the script's redis-server,
+#	       `memory off`, filled by bench/scale in pipelines), unless
+#	       SCALE_REDIS=0
 #
 # JSON=bench/results.json gets the headline figures (for bench/charts, which
 # draws bench/*.svg from it; CHARTS=0 skips the charts).
@@ -104,6 +108,7 @@ SCALE_EXPIRED=${SCALE_EXPIRED:-100000}
 SCALE_SWEEP=${SCALE_SWEEP:-1h}
 SWEEP_CONNS=${SWEEP_CONNS:-4}
 SWEEP_LOAD=${SWEEP_LOAD:-10s}
+SCALE_REDIS=${SCALE_REDIS:-1}
 JSON=${JSON-bench/results.json}
 CHARTS=${CHARTS:-1}
 
@@ -111,7 +116,8 @@ CHARTS=${CHARTS:-1}
 # The options become the lines of the site's `cache { }` block: ';' starts
 # a new line, @TMP@ is this run's temporary directory, @REDIS@ the address
 # (127.0.0.1:port) of a redis-server that the script starts when a target
-# uses it. Each target is a site with `cache` in front of `reverse_proxy` to
+# uses it (the scale part uses databases 2 and 3 of the same server, and
+# empties them first). Each target is a site with `cache` in front of `reverse_proxy` to
 # the same origin. The first one is "cache hit" (the memory store): every
 # target is also reported as a ratio to it. Adding a storage configuration
 # is one line, e.g.
@@ -162,6 +168,7 @@ NEED_REDIS=
 for t in "${TARGETS[@]}"; do
 	[[ $t == *@REDIS@* ]] && has load && NEED_REDIS=1
 done
+if has scale && [[ $SCALE_REDIS == 1 ]]; then NEED_REDIS=1; fi
 if [[ -n $NEED_REDIS ]] && ! { command -v redis-server && command -v redis-cli; } >/dev/null; then
 	if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
 		echo "bench: installing redis-server" >&2
@@ -369,11 +376,16 @@ wait_ready() { # port path
 	die "127.0.0.1:$1 not ready after 30s"
 }
 
+# redis_version: the version of redis-server, e.g. 7.0.15.
+redis_version() { redis-server --version | awk '{print $3}' | sed 's/^v=//'; }
+
 REDIS_PID=
 if [[ -n $NEED_REDIS ]]; then
 	mkdir -p "$TMP/redis"
+	# no snapshots, no log file of writes, no memory limit (so no eviction):
+	# the scale part stores a million entries
 	"${PIN_REDIS[@]}" redis-server --bind 127.0.0.1 --port "$P_REDIS" --save '' --appendonly no \
-		--dir "$TMP/redis" --logfile "$TMP/redis.log" >"$TMP/redis.out" 2>&1 &
+		--maxmemory 0 --maxmemory-policy noeviction --dir "$TMP/redis" --logfile "$TMP/redis.log" >"$TMP/redis.out" 2>&1 &
 	REDIS_PID=$!
 	PIDS+=("$REDIS_PID")
 	for i in $(seq 100); do
@@ -524,13 +536,19 @@ ratio() {
 
 # --- helpers of the fill, rss and scale parts -------------------------------
 
-# stop_caddy pid: stop one process this script started and forget it.
-stop_caddy() {
+# forget pid: drop a process that has ended from PIDS (wait_ready takes
+# any ended pid in PIDS for a Caddy that exited early).
+forget() {
 	local p keep=()
-	kill "$1" 2>/dev/null || true
-	wait "$1" 2>/dev/null || true
 	for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
 	PIDS=("${keep[@]}")
+}
+
+# stop_caddy pid: stop one process this script started and forget it.
+stop_caddy() {
+	kill "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+	forget "$1"
 }
 
 # rss_kb pid: resident set size in KiB.
@@ -662,9 +680,29 @@ fi
 
 # --- scale -----------------------------------------------------------------
 
-# SC_RPS[small|big] / SC_EFF / SC_P99 / SC_MAX = one figure per round.
+# SC_RPS[name] / SC_EFF / SC_P99 / SC_MAX = one figure per round, for the
+# names small and big (SQLite) and redis-small and redis-big.
 declare -A SC_RPS SC_EFF SC_P99 SC_MAX
 SCALE_LOADS=()
+
+# scale_hits round name port entries pid...: one hit run of SCALE_CONNS
+# clients on random ones of the first `entries` entries of the site on port,
+# for SCALE_DURATION; appends its figures to SC_*[name], requests per
+# CPU-second counted over the CPU time of the pids.
+scale_hits() {
+	local round=$1 name=$2 port=$3 n=$4 out c0 c1
+	shift 4
+	c0=$(cpu_ticks "$@")
+	out=$("${PIN_LOAD[@]}" "$TMP/fill" -url "http://127.0.0.1:$port/1KB?n=%d" -n "$n" \
+		-c "$SCALE_CONNS" -duration "$SCALE_DURATION" -size 1024 -hit) || die "scale hits on $name failed: $out"
+	c1=$(cpu_ticks "$@")
+	SC_RPS[$name]+="$(printf '%.0f' "$(jget rps "$out")") "
+	SC_EFF[$name]+="$(awk -v n="$(jget requests "$out")" -v t=$((c1 - c0)) -v hz="$HZ" 'BEGIN { if (t > 0) printf "%.0f", n * hz / t; else print 0 }') "
+	SC_P99[$name]+="$(jget p99_ms "$out") "
+	SC_MAX[$name]+="$(jget max_ms "$out") "
+	printf 'scale round %d  %-11s %8s rps  p99 %s ms\n' "$round" "$name" "$(jget rps "$out")" "$(jget p99_ms "$out")" >&2
+}
+
 if has scale; then
 	sc_admin=$(free_port)
 	sc_ports=("$(free_port)" "$(free_port)")
@@ -705,15 +743,7 @@ if has scale; then
 	echo "bench: scale: start and first hit ${SC_START_MS} ms" >&2
 	for round in $(seq "$SCALE_ROUNDS"); do
 		for i in 0 1; do
-			c0=$(cpu_ticks "$pid")
-			out=$("${PIN_LOAD[@]}" "$TMP/fill" -url "http://127.0.0.1:${sc_ports[$i]}/1KB?n=%d" -n "${sc_count[$i]}" \
-				-c "$SCALE_CONNS" -duration "$SCALE_DURATION" -size 1024 -hit) || die "scale hits on ${sc_names[$i]} failed: $out"
-			c1=$(cpu_ticks "$pid")
-			SC_RPS[${sc_names[$i]}]+="$(printf '%.0f' "$(jget rps "$out")") "
-			SC_EFF[${sc_names[$i]}]+="$(awk -v n="$(jget requests "$out")" -v t=$((c1 - c0)) -v hz="$HZ" 'BEGIN { if (t > 0) printf "%.0f", n * hz / t; else print 0 }') "
-			SC_P99[${sc_names[$i]}]+="$(jget p99_ms "$out") "
-			SC_MAX[${sc_names[$i]}]+="$(jget max_ms "$out") "
-			printf 'scale round %d  %-5s %8s rps  p99 %s ms\n' "$round" "${sc_names[$i]}" "$(jget rps "$out")" "$(jget p99_ms "$out")" >&2
+			scale_hits "$round" "${sc_names[$i]}" "${sc_ports[$i]}" "${sc_count[$i]}" "$pid"
 		done
 	done
 	SCALE_LOADS+=("after the hit rounds: $(cut -d' ' -f1-3 /proc/loadavg)")
@@ -750,6 +780,7 @@ if has scale; then
 		-d '{}' "$admin/cache/expired") || die "scale: POST /cache/expired failed"
 	SC_SWEEP_N=$(jget removed "$(tr -d '\n' <"$TMP/sweep.json")")
 	wait "$hits_pid" || die "scale hits during the sweep failed: $(cat "$TMP/sweep-hits.json")"
+	forget "$hits_pid"
 	out=$(cat "$TMP/sweep-hits.json")
 	SC_SWEEP_P99=$(jget p99_ms "$out") SC_SWEEP_MAX=$(jget max_ms "$out") SC_SWEEP_RPS=$(printf '%.0f' "$(jget rps "$out")")
 	SC_EXPIRED_AFTER=$(expired_count)
@@ -759,6 +790,47 @@ if has scale; then
 	SC_PURGE_N=$(jget removed "$(tr -d '\n' <"$TMP/purge.json")")
 	echo "bench: scale: listing ${SC_LIST_S}s, tag purge of $SC_PURGE_N entries ${SC_PURGE_S}s" >&2
 	SCALE_LOADS+=("after: $(cut -d' ' -f1-3 /proc/loadavg)")
+	stop_caddy "$pid"
+fi
+
+# The same hit test on Redis: databases 2 (SCALE_SMALL entries) and 3
+# (SCALE_N) of the script's redis-server, each behind a site with `memory
+# off`, filled by bench/scale from one entry Caddy stored in each.
+SR_DBS=(2 3)
+if has scale && [[ $SCALE_REDIS == 1 ]]; then
+	sr_ports=("$(free_port)" "$(free_port)")
+	sr_names=(redis-small redis-big)
+	for i in 0 1; do
+		redis-cli -h 127.0.0.1 -p "$P_REDIS" -n "${SR_DBS[$i]}" flushdb >/dev/null || die "scale: emptying Redis database ${SR_DBS[$i]} failed"
+	done
+	{
+		global scale-redis
+		for i in 0 1; do
+			site "${sr_ports[$i]}" "storage redis redis://127.0.0.1:$P_REDIS/${SR_DBS[$i]}" "memory off"
+		done
+	} >"$TMP/scale-redis.Caddyfile"
+	SCALE_LOADS+=("Redis, before: $(cut -d' ' -f1-3 /proc/loadavg)")
+	start scale-redis "${PIN_CADDY[@]}"
+	pid=${PIDS[-1]}
+	for i in 0 1; do
+		wait_ready "${sr_ports[$i]}" "/1KB?n=tpl"
+		wait_hit "http://127.0.0.1:${sr_ports[$i]}/1KB?n=tpl" 10 || die "scale: the template entry is not stored in Redis"
+		url="redis://127.0.0.1:$P_REDIS/${SR_DBS[$i]}"
+		echo "bench: scale: storing ${sc_count[$i]} entries in $url" >&2
+		out=$("$TMP/scale" -redis "$url" -n "${sc_count[$i]}") || die "scale fill of Redis failed: $out"
+		echo "bench: scale: $out" >&2
+		if [[ $i == 1 ]]; then SR_FILL_S=$(printf '%.0f' "$(jget seconds "$out")"); fi
+		keys=$(redis-cli -h 127.0.0.1 -p "$P_REDIS" -n "${SR_DBS[$i]}" dbsize)
+		((keys > sc_count[i])) || die "scale: Redis database ${SR_DBS[$i]} holds $keys keys after storing ${sc_count[$i]} entries"
+	done
+	SR_MB=$(redis-cli -h 127.0.0.1 -p "$P_REDIS" info memory | awk -F: '/^used_memory:/ {printf "%.0f", $2 / 1048576}')
+	wait_hit "http://127.0.0.1:${sr_ports[1]}/1KB?n=123" 10 || die "scale: an entry stored in Redis by bench/scale is not a hit"
+	for round in $(seq "$SCALE_ROUNDS"); do
+		for i in 0 1; do
+			scale_hits "$round" "${sr_names[$i]}" "${sr_ports[$i]}" "${sc_count[$i]}" "$pid" "$REDIS_PID"
+		done
+	done
+	SCALE_LOADS+=("Redis, after the hit rounds: $(cut -d' ' -f1-3 /proc/loadavg)")
 	stop_caddy "$pid"
 fi
 
@@ -839,7 +911,7 @@ load_report() {
 	for i in "${!T_NAME[@]}"; do echo "- \`${T_NAME[$i]}\`: \`${TARGETS[$i]#*|}\`"; done
 	if [[ -n $NEED_REDIS ]]; then
 		echo
-		echo "\`@REDIS@\` is a redis-server $(redis-server --version | awk '{print $3}' | sed 's/^v=//') on loopback started by the script (\`--save '' --appendonly no\`)."
+		echo "\`@REDIS@\` is a redis-server $(redis_version) on loopback started by the script (\`--save '' --appendonly no --maxmemory 0\`)."
 	fi
 	echo
 	echo "Load average (1, 5, 15 min); the machine is shared, read the figures with it:"
@@ -967,7 +1039,13 @@ headline() {
 		echo "| scale: \`GET /cache/entries?limit=100\`, $SCALE_N entries | $(div "$SC_LIST_S" 0.001 0) ms | — | — | ≤ 1000 ms | $(meets "$SC_LIST_S" "<=" 1) |"
 		echo "| scale: tag purge of $SC_PURGE_N entries (1 % of each file) | $(div "$SC_PURGE_S" 0.001 0) ms | — | — | ≤ 1000 ms | $(meets "$SC_PURGE_S" "<=" 1) |"
 		echo "| scale: hit latency, $SWEEP_CONNS clients, during the sweep of $SC_SWEEP_N expired entries: p99 (max) | $SC_SWEEP_P99 ms ($SC_SWEEP_MAX ms) | without a sweep: $SC_QUIET_P99 ms ($SC_QUIET_MAX ms) | $(div "$SC_SWEEP_P99" "$SC_QUIET_P99") | p99 ≤ 10 ms | $(meets "$SC_SWEEP_P99" "<=" 10) |"
-		echo "| scale: the same 1M-entry hit test on Redis | not measured yet | | | ≥ 0.9 | — |"
+		if [[ $SCALE_REDIS == 1 ]]; then
+			r=$(ratio "${SC_EFF[redis-big]}" "${SC_EFF[redis-small]}")
+			e=$(ratio "${SC_RPS[redis-big]}" "${SC_RPS[redis-small]}")
+			echo "| scale: the same hit test on Redis, $SCALE_N entries, \`memory off\`: req/CPU-s of Caddy and redis-server (rps) | $(median "${SC_EFF[redis-big]}") ($(median "${SC_RPS[redis-big]}")) | $SCALE_SMALL entries: $(median "${SC_EFF[redis-small]}") ($(median "${SC_RPS[redis-small]}")) | $r ($e) | ≥ 0.9 | $(meets "$r" ">=" 0.9) |"
+		else
+			echo "| scale: the same hit test on Redis | not measured (\`SCALE_REDIS=0\`) | | | ≥ 0.9 | — |"
+		fi
 	fi
 	echo
 	echo "References of other caches:"
@@ -1048,6 +1126,19 @@ scale_report() {
 		echo "  The sweep outlasted the hits (it ran ${SC_SWEEP_S}s, the hits $SWEEP_LOAD from a fifth in): the figures cover its first part only."
 	fi
 	echo "- tag purge \`{\"tag\": \"t0\"}\`: $SC_PURGE_N entries removed in ${SC_PURGE_S}s"
+	if [[ $SCALE_REDIS == 1 ]]; then
+		echo
+		echo "The same hit test on Redis, after the SQLite part: databases ${SR_DBS[0]} and ${SR_DBS[1]} of the script's redis-server"
+		echo "$(redis_version) (loopback, pinned to CPU $REDIS_CPU, \`--save '' --appendonly no --maxmemory 0\`), each behind a site with"
+		echo "\`storage redis redis://…/<db>\` and \`memory off\`, in a fresh Caddy. Caddy stores \`/1KB?n=tpl\` in each; \`bench/scale -redis\`"
+		echo "copies it under the same keys as for SQLite, in pipelines of SETs as the store's Put writes them"
+		echo "($SCALE_N in ${SR_FILL_S}s; Redis then uses $SR_MB MB). Requests per CPU-second count the CPU time of Caddy and redis-server."
+		echo
+		echo "  | entries | rps | req/CPU-s | p99 ms | max ms |"
+		echo "  | ---: | --- | --- | --- | --- |"
+		echo "  | $SCALE_SMALL | ${SC_RPS[redis-small]% } | ${SC_EFF[redis-small]% } | ${SC_P99[redis-small]% } | ${SC_MAX[redis-small]% } |"
+		echo "  | $SCALE_N | ${SC_RPS[redis-big]% } | ${SC_EFF[redis-big]% } | ${SC_P99[redis-big]% } | ${SC_MAX[redis-big]% } |"
+	fi
 	echo
 	echo "Load average:"
 	echo
