@@ -498,9 +498,29 @@ func listFilters(q url.Values) (older time.Duration, status int, err error) {
 }
 
 // listSorted returns the n smallest keys greater than after (with prefix,
-// accepted by keep) and whether there were more.
+// accepted by keep) and whether there were more: from a store that lists in
+// key order, by reading from after on until one more than n is accepted;
+// else by walking every entry and keeping the n smallest.
 func (h *Handler) listSorted(ctx context.Context, prefix, after string, n int, keep func(string, *storage.Entry) bool) ([]listItem, bool, error) {
 	var items []listItem
+	if ol, ok := optional[storage.OrderedLister](h.ops.raw); ok {
+		more := false
+		err := ol.ListFrom(ctx, prefix, after, func(k string, meta *storage.Entry) error {
+			if k <= after || !keep(k, meta) {
+				return nil
+			}
+			if len(items) == n {
+				more = true
+				return storage.ErrStop
+			}
+			items = append(items, listItem{k, meta})
+			return nil
+		})
+		if err != nil {
+			return nil, false, fmt.Errorf("listing entries: %w", err)
+		}
+		return items, more, nil
+	}
 	total := 0
 	trim := func() {
 		slices.SortFunc(items, func(a, b listItem) int { return strings.Compare(a.key, b.key) })

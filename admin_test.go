@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -116,7 +117,19 @@ func tagged(w http.ResponseWriter, r *http.Request, n int64) error {
 }
 
 func TestAdminListAndInspect(t *testing.T) {
-	env := opsEnv(t, "", tagged)
+	testAdminList(t, opsEnv(t, "", tagged), "memory")
+}
+
+// The same on SQLite behind the hot tier, whose listing pages walk the file
+// in key order from the cursor on (storage.OrderedLister) instead of the
+// whole store.
+func TestAdminListSQLite(t *testing.T) {
+	cfg := fmt.Sprintf(`{"storage": {"backend": "sqlite", "path": %q}}`, filepath.Join(t.TempDir(), "list.db"))
+	testAdminList(t, opsEnv(t, cfg, tagged), "sqlite")
+}
+
+func testAdminList(t *testing.T, env *testEnv, backend string) {
+	t.Helper()
 	base := env.srv.URL
 	for _, p := range []string{"/b?k=x", "/a/1?k=x+y", "/a/2?c=z", "/c"} {
 		wantStatus(t, env.get(p), "stored")
@@ -128,7 +141,7 @@ func TestAdminListAndInspect(t *testing.T) {
 	}
 	wantKeys(t, keysOf(ans.Entries), base+"/a/1?k=x+y", base+"/a/2?c=z", base+"/b?k=x", base+"/c")
 	e := ans.Entries[0]
-	if e.Handler != env.name() || e.Backend != "memory" || e.Status != 200 || e.Size != 6 || !e.Fresh || e.Kind != "response" {
+	if e.Handler != env.name() || e.Backend != backend || e.Status != 200 || e.Size != 6 || !e.Fresh || e.Kind != "response" {
 		t.Fatalf("entry %+v", e)
 	}
 	if strings.Join(e.Tags, ",") != "x,y" || e.URL != base+"/a/1?k=x+y" {

@@ -70,6 +70,16 @@ type Lister interface {
 	List(ctx context.Context, prefix string, fn func(key string, meta *Entry) error) error
 }
 
+// OrderedLister is a Lister that walks in ascending key order from a
+// given key on, so that a page of a listing (the admin API's
+// GET /cache/entries) costs the page, not a walk of the whole store.
+type OrderedLister interface {
+	// ListFrom is List in ascending key order (bytewise), starting at the
+	// first key greater than after (from the first key with prefix when
+	// after is ""). fn returns ErrStop to end the walk.
+	ListFrom(ctx context.Context, prefix, after string, fn func(key string, meta *Entry) error) error
+}
+
 // ErrStop stops a List walk early without error.
 var ErrStop = errors.New("stop listing")
 

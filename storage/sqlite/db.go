@@ -884,12 +884,21 @@ func (db *DB) kicked(ctx context.Context) error {
 // held while fn runs and fn may write to the store. Entries that fail to
 // decode are skipped.
 func (db *DB) List(ctx context.Context, prefix string, fn func(string, *storage.Entry) error) error {
+	return db.ListFrom(ctx, prefix, "", fn)
+}
+
+// ListFrom is List in key order, from the first key greater than after
+// (storage.OrderedLister): the walk already reads pages in key order.
+func (db *DB) ListFrom(ctx context.Context, prefix, start string, fn func(string, *storage.Entry) error) error {
 	type item struct {
 		key  string
 		data []byte
 	}
 	upper, bounded := prefixEnd(prefix)
 	after, inclusive := prefix, true
+	if start >= prefix && start != "" {
+		after, inclusive = start, false
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err

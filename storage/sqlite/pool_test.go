@@ -287,6 +287,48 @@ func TestListPages(t *testing.T) {
 
 func keyN(i int) string { return fmt.Sprintf("page/%04d", i) }
 
+// ListFrom walks in key order from the first key after its start, within
+// the prefix, and stops at ErrStop.
+func TestListFrom(t *testing.T) {
+	s := provision(t, SQLite{Path: tempPath(t)})
+	for i := range 150 {
+		if err := s.Put(bg, keyN(i), storagetest.Entry(keyN(i), 5)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range []string{"other", "page", "pagf/x"} {
+		if err := s.Put(bg, k, storagetest.Entry(k, 5)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	walk := func(prefix, after string, stopAt int) []string {
+		var got []string
+		err := s.ListFrom(bg, prefix, after, func(k string, _ *storage.Entry) error {
+			if len(got) == stopAt {
+				return storage.ErrStop
+			}
+			got = append(got, k)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := walk("page/", keyN(99), 1000); len(got) != 50 || got[0] != keyN(100) || got[49] != keyN(149) {
+		t.Fatalf("after %s: %d keys, %q … %q", keyN(99), len(got), got[0], got[len(got)-1])
+	}
+	if got := walk("page/", "", 3); len(got) != 3 || got[0] != keyN(0) {
+		t.Fatalf("from the start, stopped at 3: %q", got)
+	}
+	if got := walk("page/", "a", 1000); len(got) != 150 {
+		t.Fatalf("a start before the prefix: %d keys, want 150", len(got))
+	}
+	if got := walk("page/", "pagf", 1000); len(got) != 0 {
+		t.Fatalf("a start past the prefix: %q", got)
+	}
+}
+
 func TestPrefixEnd(t *testing.T) {
 	for in, want := range map[string]string{"a": "b", "ab": "ac", "a\xff": "b", "\xff\xff": "", "": "", "é": "\xc3\xaa"} {
 		got, ok := prefixEnd(in)

@@ -246,6 +246,11 @@ func (s *SQLite) List(ctx context.Context, prefix string, fn func(string, *stora
 	return s.db.List(ctx, prefix, fn)
 }
 
+// ListFrom implements storage.OrderedLister.
+func (s *SQLite) ListFrom(ctx context.Context, prefix, after string, fn func(string, *storage.Entry) error) error {
+	return s.db.ListFrom(ctx, prefix, after, fn)
+}
+
 // Stats implements storage.Statser. Evictions counts those made by this
 // process since the database was opened.
 func (s *SQLite) Stats(ctx context.Context) (storage.Stats, error) {
@@ -277,6 +282,7 @@ var (
 	_ caddyfile.Unmarshaler  = (*SQLite)(nil)
 	_ storage.Store          = (*SQLite)(nil)
 	_ storage.Lister         = (*SQLite)(nil)
+	_ storage.OrderedLister  = (*SQLite)(nil)
 	_ storage.Statser        = (*SQLite)(nil)
 	_ storage.TagIndex       = (*SQLite)(nil)
 	_ storage.Expirer        = (*SQLite)(nil)
