@@ -625,6 +625,9 @@ var errBatchWrite = errors.New("sqlite storage: a write of the batch failed")
 // one transaction, then hands the writing of the next batch to the first
 // Put still queued and wakes the Puts it wrote.
 func (db *DB) commitBatch(self *putReq) {
+	// Let the Puts that are ready to run queue first: on few CPUs they
+	// would otherwise wait for this batch and start a batch of one each.
+	runtime.Gosched()
 	db.putMu.Lock()
 	n := min(len(db.putQ), maxBatch)
 	batch := db.putQ[:n:n]
