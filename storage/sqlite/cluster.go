@@ -130,7 +130,7 @@ func (db *DB) Update(ctx context.Context, key string, fn func(old *storage.Entry
 		if e == nil {
 			return nil
 		}
-		w, err = db.write(ctx, tx, key, db.prepare(key, e, c, now))
+		w, err = db.write(ctx, tx, conn, key, db.prepare(key, e, c, now))
 		stored = err == nil
 		return err
 	})

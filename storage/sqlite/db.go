@@ -143,6 +143,12 @@ type DB struct {
 	pendingMu sync.Mutex
 	pending   map[string]int64 // key → access time to record
 
+	// putQ are the Puts waiting for a group commit; putBusy is whether a
+	// Put is writing a batch (see Put).
+	putMu   sync.Mutex
+	putQ    []*putReq
+	putBusy bool
+
 	evictMu sync.Mutex  // one eviction at a time
 	sized   atomic.Bool // sizeEst was summed since the database was opened
 
@@ -158,10 +164,49 @@ type conns struct {
 	r    *sql.DB
 	get  *sql.Stmt   // on r
 	file os.FileInfo // the file opened, to notice its removal or replacement
+	ws   writeStmts  // on w
+}
+
+// writeStmts are the statements of write, prepared once on the writer
+// connection: parsing them at every write cost as much as the insert.
+type writeStmts struct {
+	upsert, remove, untag, tag *sql.Stmt
+}
+
+// prepareWrites prepares the statements of write on w.
+func prepareWrites(w *sql.DB) (ws writeStmts, err error) {
+	for _, s := range []struct {
+		to  **sql.Stmt
+		sql string
+	}{
+		{&ws.upsert, `
+		INSERT INTO entries (key, url, expires, size, created, accessed, data) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (key) DO UPDATE SET url = excluded.url, expires = excluded.expires, size = excluded.size,
+			created = excluded.created, accessed = excluded.accessed, data = excluded.data`},
+		{&ws.remove, `DELETE FROM entries WHERE key = ? RETURNING size`},
+		{&ws.untag, `DELETE FROM tags WHERE key = ?`},
+		{&ws.tag, `INSERT OR IGNORE INTO tags (tag, key) VALUES (?, ?)`},
+	} {
+		if *s.to, err = w.Prepare(s.sql); err != nil {
+			ws.close()
+			return writeStmts{}, err
+		}
+	}
+	return ws, nil
+}
+
+func (ws writeStmts) close() error {
+	var errs []error
+	for _, s := range []*sql.Stmt{ws.upsert, ws.remove, ws.untag, ws.tag} {
+		if s != nil {
+			errs = append(errs, s.Close())
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (c *conns) close() error {
-	return errors.Join(c.get.Close(), c.r.Close(), c.w.Close())
+	return errors.Join(c.ws.close(), c.get.Close(), c.r.Close(), c.w.Close())
 }
 
 // maxPending bounds the access times kept before the sweeper is woken to
@@ -369,9 +414,16 @@ func open(path string, opts connOptions) (*conns, error) {
 		r.Close()
 		return nil, fmt.Errorf("preparing statements: %w", err)
 	}
+	ws, err := prepareWrites(w)
+	if err != nil {
+		get.Close()
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("preparing statements: %w", err)
+	}
 	// The bytes stored are summed by the maintenance goroutine (sizeOnOpen),
 	// not here: on a large file that scan would delay Caddy's start.
-	return &conns{w: w, r: r, get: get, file: fi}, nil
+	return &conns{w: w, r: r, get: get, file: fi, ws: ws}, nil
 }
 
 func initSchema(w *sql.DB) error {
@@ -512,26 +564,141 @@ func (db *DB) flushAccess(ctx context.Context) error {
 }
 
 // Put stores e under key, replacing any previous entry.
+//
+// Concurrent Puts are committed together (group commit): a Put queues its
+// encoded entry, and the first Put to find no batch being written writes
+// every queued entry in one transaction; the others wait for that commit.
+// A Put returns once the transaction holding its entry committed, so it is
+// as durable as before, and the commit, the biggest cost of a small write,
+// is shared. When one write of a batch fails, the batch is rolled back and
+// each of its entries is written in a transaction of its own, so that
+// every Put gets its own error.
 func (db *DB) Put(ctx context.Context, key string, e *storage.Entry, c storage.Compression) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	conn, err := db.conn()
-	if err != nil {
+	if _, err := db.conn(); err != nil {
 		return err
 	}
 	// Encoded before the transaction, so that compressing a large body
 	// does not hold the write lock.
-	r := db.prepare(key, e, c, db.now())
-	var w written
-	err = db.writeTx(ctx, conn, func(tx *sql.Tx) (err error) {
-		w, err = db.write(ctx, tx, key, r)
-		return err
-	})
-	if err != nil {
-		return err
+	q := &putReq{ctx: ctx, key: key, r: db.prepare(key, e, c, db.now()), wake: make(chan struct{}, 1)}
+	db.putMu.Lock()
+	db.putQ = append(db.putQ, q)
+	lead := !db.putBusy
+	db.putBusy = true
+	db.putMu.Unlock()
+	for !lead {
+		<-q.wake
+		if !q.lead {
+			break // written by another Put's batch
+		}
+		lead = true
 	}
-	return db.wrote(ctx, key, w)
+	if lead {
+		db.commitBatch(q)
+	}
+	if q.err != nil {
+		return q.err
+	}
+	return db.wrote(ctx, q.key, q.w)
+}
+
+// putReq is a Put in the group commit queue.
+type putReq struct {
+	ctx  context.Context
+	key  string
+	r    row
+	w    written
+	err  error
+	lead bool          // set (before wake) when this Put is to write the next batch
+	wake chan struct{} // signalled when the entry was written or lead was set
+}
+
+// maxBatch bounds the entries of one group commit.
+const maxBatch = 64
+
+// errBatchWrite rolls back a batch one of whose writes failed.
+var errBatchWrite = errors.New("sqlite storage: a write of the batch failed")
+
+// commitBatch writes the queued entries (at most maxBatch, self first) in
+// one transaction, then hands the writing of the next batch to the first
+// Put still queued and wakes the Puts it wrote.
+func (db *DB) commitBatch(self *putReq) {
+	// Let the Puts that are ready to run queue first: on few CPUs they
+	// would otherwise wait for this batch and start a batch of one each.
+	runtime.Gosched()
+	db.putMu.Lock()
+	n := min(len(db.putQ), maxBatch)
+	batch := db.putQ[:n:n]
+	db.putQ = db.putQ[n:]
+	if len(db.putQ) == 0 {
+		db.putQ = nil
+	}
+	db.putMu.Unlock()
+
+	live := make([]*putReq, 0, len(batch))
+	for _, q := range batch {
+		if q.err = q.ctx.Err(); q.err == nil {
+			live = append(live, q)
+		}
+	}
+	if len(live) > 0 {
+		db.writeBatch(live)
+	}
+
+	db.putMu.Lock()
+	if len(db.putQ) > 0 {
+		next := db.putQ[0]
+		next.lead = true
+		next.wake <- struct{}{}
+	} else {
+		db.putBusy = false
+	}
+	db.putMu.Unlock()
+	for _, q := range batch {
+		if q != self {
+			q.wake <- struct{}{}
+		}
+	}
+}
+
+// writeBatch writes the entries of live in one transaction, or, when one
+// of the writes fails, each in a transaction of its own. It sets the
+// written and err of each.
+func (db *DB) writeBatch(live []*putReq) {
+	conn, err := db.conn()
+	if err != nil {
+		for _, q := range live {
+			q.err = err
+		}
+		return
+	}
+	// The transaction outlives the cancellation of any one Put: each
+	// write runs under its own Put's context.
+	err = db.writeTx(context.WithoutCancel(live[0].ctx), conn, func(tx *sql.Tx) error {
+		for _, q := range live {
+			if q.w, q.err = db.write(q.ctx, tx, conn, q.key, q.r); q.err != nil {
+				return errBatchWrite
+			}
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errBatchWrite) && len(live) > 1:
+		for _, q := range live {
+			q.err = db.writeTx(q.ctx, conn, func(tx *sql.Tx) (err error) {
+				q.w, err = db.write(q.ctx, tx, conn, q.key, q.r)
+				return err
+			})
+		}
+	case errors.Is(err, errBatchWrite):
+		// the one write's own error is in q.err
+	case err != nil:
+		for _, q := range live {
+			q.err = err
+		}
+	}
 }
 
 // row is an entry ready to be written under a key: its encoding and the
@@ -589,30 +756,31 @@ func (db *DB) writeTx(ctx context.Context, conn *conns, fn func(tx *sql.Tx) erro
 	return nil
 }
 
-// write stores r under key in tx, with its tags, or deletes key when r
-// says so. It is the one write of an entry, shared by Put and Update.
-func (db *DB) write(ctx context.Context, tx *sql.Tx, key string, r row) (written, error) {
+// write stores r under key in tx (a transaction on c's writer), with its
+// tags, or deletes key when r says so. It is the one write of an entry,
+// shared by Put and Update.
+func (db *DB) write(ctx context.Context, tx *sql.Tx, c *conns, key string, r row) (written, error) {
 	if r.remove {
 		var size int64
-		err := tx.QueryRowContext(ctx, `DELETE FROM entries WHERE key = ? RETURNING size`, key).Scan(&size)
+		err := tx.StmtContext(ctx, c.ws.remove).QueryRowContext(ctx, key).Scan(&size)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return written{}, fmt.Errorf("sqlite storage: deleting entry: %w", err)
 		}
 		return written{removed: size, tooLarge: r.tooLarge}, nil
 	}
-	if _, err := tx.ExecContext(ctx, `
-		INSERT INTO entries (key, url, expires, size, created, accessed, data) VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (key) DO UPDATE SET url = excluded.url, expires = excluded.expires, size = excluded.size,
-			created = excluded.created, accessed = excluded.accessed, data = excluded.data`,
+	if _, err := tx.StmtContext(ctx, c.ws.upsert).ExecContext(ctx,
 		key, r.e.URL, r.expires, r.size, r.now, r.now, r.data); err != nil {
 		return written{}, fmt.Errorf("sqlite storage: writing entry: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM tags WHERE key = ?`, key); err != nil {
+	if _, err := tx.StmtContext(ctx, c.ws.untag).ExecContext(ctx, key); err != nil {
 		return written{}, fmt.Errorf("sqlite storage: writing tags: %w", err)
 	}
-	for _, tag := range r.e.Tags {
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO tags (tag, key) VALUES (?, ?)`, tag, key); err != nil {
-			return written{}, fmt.Errorf("sqlite storage: writing tags: %w", err)
+	if len(r.e.Tags) > 0 {
+		tag := tx.StmtContext(ctx, c.ws.tag)
+		for _, t := range r.e.Tags {
+			if _, err := tag.ExecContext(ctx, t, key); err != nil {
+				return written{}, fmt.Errorf("sqlite storage: writing tags: %w", err)
+			}
 		}
 	}
 	return written{added: r.size}, nil
