@@ -711,7 +711,7 @@ if has scale; then
 	{
 		global scale "127.0.0.1:$sc_admin"
 		for i in 0 1; do
-			site "${sc_ports[$i]}" "storage sqlite {" "	path $TMP/${sc_names[$i]}.db" "	sweep_interval $SCALE_SWEEP" "}" "memory off"
+			site "${sc_ports[$i]}" "storage sqlite {" "	path $TMP/${sc_names[$i]}.db" "	sweep_interval $SCALE_SWEEP" "}" "memory off" "storage_timeout 5s"
 		done
 	} >"$TMP/scale.Caddyfile"
 	SCALE_LOADS+=("before: $(cut -d' ' -f1-3 /proc/loadavg)")
@@ -806,7 +806,7 @@ if has scale && [[ $SCALE_REDIS == 1 ]]; then
 	{
 		global scale-redis
 		for i in 0 1; do
-			site "${sr_ports[$i]}" "storage redis redis://127.0.0.1:$P_REDIS/${SR_DBS[$i]}" "memory off"
+			site "${sr_ports[$i]}" "storage redis redis://127.0.0.1:$P_REDIS/${SR_DBS[$i]}" "memory off" "storage_timeout 5s"
 		done
 	} >"$TMP/scale-redis.Caddyfile"
 	SCALE_LOADS+=("Redis, before: $(cut -d' ' -f1-3 /proc/loadavg)")
