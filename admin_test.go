@@ -1195,3 +1195,31 @@ func TestAdminErrorsAreAPIErrors(t *testing.T) {
 		t.Error("asAPIError(nil) is not nil")
 	}
 }
+
+// A tag purge on the SQLite store (exact tag index, batch delete) removes
+// every tagged entry, more than one delete batch of them, from the store
+// and from the hot tier, and nothing else.
+func TestAdminPurgeTagSQLiteBatches(t *testing.T) {
+	for _, hot := range []int{-1, 1 << 20} {
+		t.Run(fmt.Sprintf("memory_%d", hot), func(t *testing.T) {
+			path := t.TempDir() + "/cache.db"
+			env := opsEnv(t, fmt.Sprintf(`{"memory": %d, "storage": {"backend": "sqlite", "path": %q}}`, hot, path), tagged)
+			const n = 600
+			for i := range n {
+				env.get(fmt.Sprintf("/r/%d?k=red", i))
+			}
+			env.get("/b?k=blue")
+			for i := range n {
+				wantStatus(t, env.get(fmt.Sprintf("/r/%d?k=red", i)), "hit")
+			}
+			ans := purgeOK(t, env, map[string]any{"tag": "red"})
+			if ans.Removed != n || len(ans.Results[0].Keys) != n {
+				t.Fatalf("tag red: removed %d, %d keys; want %d", ans.Removed, len(ans.Results[0].Keys), n)
+			}
+			for i := range n {
+				wantStatus(t, env.get(fmt.Sprintf("/r/%d?k=red", i)), "fwd=uri-miss")
+			}
+			wantStatus(t, env.get("/b?k=blue"), "hit")
+		})
+	}
+}

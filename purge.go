@@ -319,7 +319,24 @@ func (h *Handler) purge(ctx context.Context, req purgeRequest, u *url.URL) purge
 	return res
 }
 
+// deleteKeys removes the keys of ks: in batches when the store is a
+// storage.BatchDeleter (h.ops.raw itself, so that a tiered store drops its
+// hot copies too), one Delete per key otherwise.
 func (h *Handler) deleteKeys(ctx context.Context, ks *keySet) error {
+	if bd, ok := h.ops.raw.(storage.BatchDeleter); ok {
+		keys := append(slices.Clone(ks.responses), ks.others...)
+		if len(keys) == 0 {
+			return nil
+		}
+		err := bd.DeleteMany(ctx, keys)
+		if err == nil {
+			h.writeOK()
+		} else {
+			h.writeFailed("delete", err)
+			return fmt.Errorf("deleting %d keys failed: %w", len(keys), err)
+		}
+		return nil
+	}
 	var firstErr error
 	failed := 0
 	for _, list := range [][]string{ks.responses, ks.others} {
@@ -434,9 +451,16 @@ func (h *Handler) tagKeys(ctx context.Context, tag string, ks *keySet) error {
 		if err != nil {
 			return fmt.Errorf("looking up tag %q: %w", tag, err)
 		}
+		_, exact := ti.(storage.ExactTagIndex)
 		for _, k := range keys {
 			if !strings.HasPrefix(k, h.scope) {
 				continue // another handler's entry on a shared store
+			}
+			if exact {
+				// the index lists only entries stored with tag: no
+				// read of each to check
+				ks.responses = append(ks.responses, k)
+				continue
 			}
 			if e, err := h.load(ctx, k); err == nil && slices.Contains(e.Tags, tag) {
 				ks.responses = append(ks.responses, k)

@@ -30,3 +30,23 @@ type ExpiredCounter interface {
 	// now.
 	CountExpired(ctx context.Context) (int64, error)
 }
+
+// ExactTagIndex is implemented by TagIndexes whose index is exact: the tags
+// of an entry are written and removed in the same transaction as the entry,
+// so every key KeysForTag returns was, when it was read, stored with that
+// tag. A purge by tag then skips reading each entry to check its tags.
+type ExactTagIndex interface {
+	TagIndex
+	// TagIndexExact marks the index as exact; it does nothing.
+	TagIndexExact()
+}
+
+// BatchDeleter is implemented by stores that remove many keys at once more
+// cheaply than one Delete per key (the SQLite store: a few hundred keys per
+// write transaction instead of one each). Purges of many entries use it; a
+// store without it gets one Delete per key.
+type BatchDeleter interface {
+	// DeleteMany removes keys as Delete would; keys that are not stored
+	// are no error. On an error some of keys may be removed already.
+	DeleteMany(ctx context.Context, keys []string) error
+}

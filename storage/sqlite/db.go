@@ -837,6 +837,63 @@ func (db *DB) Delete(ctx context.Context, key string) error {
 	return nil
 }
 
+// deleteBatch is how many keys DeleteMany removes per write transaction:
+// enough that a purge of 10,000 entries takes a few dozen commits instead
+// of 10,000, few enough that one transaction holds the write lock (and, as
+// this driver runs SQLite in Go, the CPU) only for a few milliseconds.
+const deleteBatch = 256
+
+// DeleteMany implements storage.BatchDeleter: it removes keys in write
+// transactions of deleteBatch keys (their tags go with them through the
+// entries_delete_tags trigger), yielding the CPU between transactions so
+// that hits keep being answered during a large purge.
+func (db *DB) DeleteMany(ctx context.Context, keys []string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c, err := db.conn()
+	if err != nil {
+		return err
+	}
+	for len(keys) > 0 {
+		batch := keys[:min(deleteBatch, len(keys))]
+		keys = keys[len(batch):]
+		var size int64
+		err := db.writeTx(ctx, c, func(tx *sql.Tx) error {
+			stmt, err := tx.PrepareContext(ctx, `DELETE FROM entries WHERE key = ? RETURNING size`)
+			if err != nil {
+				return fmt.Errorf("sqlite storage: deleting entries: %w", err)
+			}
+			defer stmt.Close()
+			for _, k := range batch {
+				var s int64
+				err := stmt.QueryRowContext(ctx, k).Scan(&s)
+				if errors.Is(err, sql.ErrNoRows) {
+					continue
+				}
+				if err != nil {
+					return fmt.Errorf("sqlite storage: deleting entries: %w", err)
+				}
+				size += s
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		db.sizeEst.Add(-size)
+		db.pendingMu.Lock()
+		for _, k := range batch {
+			delete(db.pending, k)
+		}
+		db.pendingMu.Unlock()
+		if len(keys) > 0 {
+			runtime.Gosched()
+		}
+	}
+	return nil
+}
+
 // evict brings the stored bytes under 90% of max_size when they exceed
 // max_size, removing expired entries first and then the least recently
 // accessed ones. Its callers only come here when the running estimate says
@@ -934,8 +991,16 @@ func (db *DB) exactSize(ctx context.Context) (int64, error) {
 	return total, nil
 }
 
-// sweepExpired deletes expired entries in batches, so no write transaction
-// holds the lock for long.
+// sweepBatch is how many expired entries sweepExpired deletes per
+// statement. Each statement runs uninterrupted on the CPU (with their tags,
+// through the trigger), so it is kept small: with one CPU for the process,
+// hits wait for the statement in progress, about a millisecond for 100
+// entries.
+const sweepBatch = 100
+
+// sweepExpired deletes expired entries in small batches, yielding the CPU
+// between them, so that neither the write lock nor the CPU is held for long
+// and hits are answered throughout a sweep of many entries.
 func (db *DB) sweepExpired(ctx context.Context) (int64, error) {
 	c, err := db.conn()
 	if err != nil {
@@ -944,15 +1009,16 @@ func (db *DB) sweepExpired(ctx context.Context) (int64, error) {
 	var removed int64
 	for {
 		res, err := c.w.ExecContext(ctx, `DELETE FROM entries WHERE rowid IN
-			(SELECT rowid FROM entries WHERE expires > 0 AND expires <= ? LIMIT 1000)`, db.now().UnixNano())
+			(SELECT rowid FROM entries WHERE expires > 0 AND expires <= ? LIMIT ?)`, db.now().UnixNano(), sweepBatch)
 		if err != nil {
 			return removed, fmt.Errorf("deleting expired entries: %w", err)
 		}
 		n, _ := res.RowsAffected()
 		removed += n
-		if n < 1000 {
+		if n < sweepBatch {
 			break
 		}
+		runtime.Gosched()
 	}
 	// locks left by holders that died (see cluster.go)
 	if _, err := c.w.ExecContext(ctx, `DELETE FROM locks WHERE expires <= ?`, db.now().UnixNano()); err != nil {
@@ -1136,6 +1202,12 @@ func prefixEnd(prefix string) (string, bool) {
 	}
 	return "", false
 }
+
+// TagIndexExact implements storage.ExactTagIndex: an entry's tags are
+// written in the transaction that writes it (write) and removed with it
+// (the entries_delete_tags trigger), and KeysForTag joins them with the
+// stored entries.
+func (*DB) TagIndexExact() {}
 
 // KeysForTag returns the keys of the unexpired entries tagged with tag.
 func (db *DB) KeysForTag(ctx context.Context, tag string) ([]string, error) {

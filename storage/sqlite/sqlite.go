@@ -262,6 +262,16 @@ func (s *SQLite) KeysForTag(ctx context.Context, tag string) ([]string, error) {
 	return s.db.KeysForTag(ctx, tag)
 }
 
+// TagIndexExact implements storage.ExactTagIndex: the tags table is
+// written and cleared in the transactions that write and delete entries.
+func (s *SQLite) TagIndexExact() {}
+
+// DeleteMany implements storage.BatchDeleter, a few hundred keys per write
+// transaction.
+func (s *SQLite) DeleteMany(ctx context.Context, keys []string) error {
+	return s.db.DeleteMany(ctx, keys)
+}
+
 // DeleteExpired implements storage.Expirer: what the periodic sweep does,
 // now.
 func (s *SQLite) DeleteExpired(ctx context.Context) (int64, error) {
@@ -285,6 +295,8 @@ var (
 	_ storage.OrderedLister  = (*SQLite)(nil)
 	_ storage.Statser        = (*SQLite)(nil)
 	_ storage.TagIndex       = (*SQLite)(nil)
+	_ storage.ExactTagIndex  = (*SQLite)(nil)
+	_ storage.BatchDeleter   = (*SQLite)(nil)
 	_ storage.Expirer        = (*SQLite)(nil)
 	_ storage.ExpiredCounter = (*SQLite)(nil)
 	_ caddy.Destructor       = (*DB)(nil)

@@ -168,6 +168,26 @@ func (t *Tiered) Delete(ctx context.Context, key string) error {
 	return herr
 }
 
+// DeleteMany implements storage.BatchDeleter: it removes keys from cold in
+// one batch when cold is a BatchDeleter (one Delete per key otherwise) and
+// drops their hot copies as Delete does, also when cold failed part-way.
+func (t *Tiered) DeleteMany(ctx context.Context, keys []string) error {
+	var err error
+	if bd, ok := t.cold.(storage.BatchDeleter); ok {
+		err = bd.DeleteMany(ctx, keys)
+	} else {
+		for _, k := range keys {
+			if err = t.cold.Delete(ctx, k); err != nil {
+				break
+			}
+		}
+	}
+	for _, k := range keys {
+		t.DropHot(k)
+	}
+	return err
+}
+
 type lister struct {
 	*Tiered
 	l storage.Lister

@@ -349,3 +349,25 @@ func TestListAndStatsFromCold(t *testing.T) {
 		t.Fatalf("Stats: %+v, %v; want 2 entries", st, err)
 	}
 }
+
+// TestDeleteManyRemovesBothTiers checks that a batch delete drops the hot
+// copies as well as the cold entries.
+func TestDeleteManyRemovesBothTiers(t *testing.T) {
+	p := open(t)
+	e := storagetest.Entry("e", 100)
+	for _, k := range []string{"a", "b", "c"} {
+		if err := p.tier.Put(bg, k, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.tier.(storage.BatchDeleter).DeleteMany(bg, []string{"a", "b", "missing"}); err != nil {
+		t.Fatalf("DeleteMany: %v", err)
+	}
+	for _, k := range []string{"a", "b"} {
+		wantMiss(t, p.hot, "hot", k)
+		wantMiss(t, p.cold, "cold", k)
+		wantMiss(t, p.tier, "tiered", k)
+	}
+	wantHit(t, p.hot, "hot", "c", e)
+	wantHit(t, p.cold, "cold", "c", e)
+}
