@@ -622,8 +622,10 @@ if has fill; then
 			FT[${FILL_COLS[$c]}]+="$(printf '%.2f' "$(jget seconds "$out")") "
 			printf 'fill round %d  %-14s %8.2f s\n' "$round" "${FILL_COLS[$c]}" "$(jget seconds "$out")" >&2
 			if ((c > 0)); then # the entries are stored: the first ones hit now
-				out=$("$TMP/fill" -url "$url" -from $((round * FILL_N)) -n 100 -c 1 -hit) ||
+				out=$("$TMP/fill" -url "$url" -from $((round * FILL_N)) -n 100 -c 1 -hit) || {
+					tail -n 20 "$TMP/fill.log" >&2 # the warnings of the Caddy under test
 					die "after the fill of ${FILL_COLS[$c]}, its first entries do not hit: $out"
+				}
 			fi
 		done
 		FILL_LOADS+=("after round $round: $(cut -d' ' -f1-3 /proc/loadavg)")
