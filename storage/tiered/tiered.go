@@ -169,16 +169,18 @@ func (t *Tiered) Delete(ctx context.Context, key string) error {
 }
 
 // DeleteMany implements storage.BatchDeleter: it removes keys from cold in
-// one batch when cold is a BatchDeleter (one Delete per key otherwise) and
-// drops their hot copies as Delete does, also when cold failed part-way.
+// one batch when cold is a BatchDeleter, else with one Delete per key that
+// goes on past a failed one (as the handler's own loop does) and returns
+// the first error, and drops their hot copies as Delete does, also when
+// cold failed part-way.
 func (t *Tiered) DeleteMany(ctx context.Context, keys []string) error {
 	var err error
 	if bd, ok := t.cold.(storage.BatchDeleter); ok {
 		err = bd.DeleteMany(ctx, keys)
 	} else {
 		for _, k := range keys {
-			if err = t.cold.Delete(ctx, k); err != nil {
-				break
+			if derr := t.cold.Delete(ctx, k); derr != nil && err == nil {
+				err = derr
 			}
 		}
 	}

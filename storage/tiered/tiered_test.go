@@ -371,3 +371,38 @@ func TestDeleteManyRemovesBothTiers(t *testing.T) {
 	wantHit(t, p.hot, "hot", "c", e)
 	wantHit(t, p.cold, "cold", "c", e)
 }
+
+// failingDelete is a cold store without DeleteMany whose Delete of one key
+// fails.
+type failingDelete struct {
+	storage.Store
+	bad string
+}
+
+func (s failingDelete) Delete(ctx context.Context, key string) error {
+	if key == s.bad {
+		return errors.New("delete failed")
+	}
+	return s.Store.Delete(ctx, key)
+}
+
+// Over a cold store without DeleteMany, a failed Delete does not stop the
+// others: every other key leaves both tiers, and the error is returned.
+func TestDeleteManyGoesOnPastAFailure(t *testing.T) {
+	hot, cold := openMemory(t), openMemory(t)
+	tier := New(hot, failingDelete{cold, "b"})
+	e := storagetest.Entry("e", 100)
+	for _, k := range []string{"a", "b", "c"} {
+		if err := tier.Put(bg, k, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tier.(storage.BatchDeleter).DeleteMany(bg, []string{"a", "b", "c"}); err == nil {
+		t.Fatal("DeleteMany over a failing Delete returned no error")
+	}
+	for _, k := range []string{"a", "c"} {
+		wantMiss(t, hot, "hot", k)
+		wantMiss(t, cold, "cold", k)
+	}
+	wantHit(t, cold, "cold", "b", e)
+}
