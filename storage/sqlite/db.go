@@ -818,23 +818,7 @@ func (db *DB) over(total int64) bool {
 
 // Delete removes key.
 func (db *DB) Delete(ctx context.Context, key string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	c, err := db.conn()
-	if err != nil {
-		return err
-	}
-	var size int64
-	err = c.w.QueryRowContext(ctx, `DELETE FROM entries WHERE key = ? RETURNING size`, key).Scan(&size)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("sqlite storage: deleting entry: %w", err)
-	}
-	db.sizeEst.Add(-size)
-	db.pendingMu.Lock()
-	delete(db.pending, key)
-	db.pendingMu.Unlock()
-	return nil
+	return db.DeleteMany(ctx, []string{key})
 }
 
 // deleteBatch is how many keys DeleteMany removes per write transaction:
@@ -860,11 +844,7 @@ func (db *DB) DeleteMany(ctx context.Context, keys []string) error {
 		keys = keys[len(batch):]
 		var size int64
 		err := db.writeTx(ctx, c, func(tx *sql.Tx) error {
-			stmt, err := tx.PrepareContext(ctx, `DELETE FROM entries WHERE key = ? RETURNING size`)
-			if err != nil {
-				return fmt.Errorf("sqlite storage: deleting entries: %w", err)
-			}
-			defer stmt.Close()
+			stmt := tx.StmtContext(ctx, c.ws.remove) // prepared once on the writer
 			for _, k := range batch {
 				var s int64
 				err := stmt.QueryRowContext(ctx, k).Scan(&s)
