@@ -128,7 +128,10 @@ func TestConnectionSettings(t *testing.T) {
 		return v
 	}
 	def := provision(t, SQLite{Path: tempPath(t)})
-	for name, want := range map[string]string{"journal_mode": "wal", "synchronous": "1", "busy_timeout": "5000", "auto_vacuum": "2"} {
+	for name, want := range map[string]string{
+		"journal_mode": "wal", "synchronous": "1", "busy_timeout": "5000", "auto_vacuum": "2", "page_size": "4096",
+		"wal_autocheckpoint": fmt.Sprint(walAutocheckpoint), "journal_size_limit": fmt.Sprint(walSizeLimit),
+	} {
 		if got := pragma(t, def.db, name); got != want {
 			t.Errorf("default %s = %s, want %s", name, got, want)
 		}
@@ -142,6 +145,53 @@ func TestConnectionSettings(t *testing.T) {
 		if got := pragma(t, custom.db, name); got != want {
 			t.Errorf("configured %s = %s, want %s", name, got, want)
 		}
+	}
+}
+
+// A new file has no index on url (no query reads it); a file created with
+// one keeps it, and stores, replaces and deletes entries with it kept
+// consistent.
+func TestURLIndexOnlyInOlderFiles(t *testing.T) {
+	index := func(t *testing.T, db *DB) bool {
+		t.Helper()
+		var n int
+		if err := db.w().QueryRow(`SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND name = 'entries_url'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+	path := tempPath(t)
+	s := provision(t, SQLite{Path: path})
+	if index(t, s.db) {
+		t.Fatal("a new file has the index entries_url")
+	}
+	if _, err := s.db.w().Exec(`CREATE INDEX entries_url ON entries (url)`); err != nil {
+		t.Fatal(err)
+	}
+	s.Cleanup()
+	old := provision(t, SQLite{Path: path})
+	if !index(t, old.db) {
+		t.Fatal("reopening dropped the index entries_url of an older file")
+	}
+	for i := range 3 {
+		if err := old.Put(bg, "k", storagetest.Entry(fmt.Sprint("v", i), 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := old.Put(bg, "gone", storagetest.Entry("gone", 100)); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Delete(bg, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	var check string
+	if err := old.db.w().QueryRow(`PRAGMA integrity_check`).Scan(&check); err != nil || check != "ok" {
+		t.Fatalf("integrity_check = %q (%v)", check, err)
+	}
+	var n int
+	if err := old.db.w().QueryRow(`SELECT COUNT(*) FROM entries INDEXED BY entries_url WHERE url = ?`,
+		storagetest.Entry("v2", 0).URL).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("entries found through the url index: %d (%v), want 1", n, err)
 	}
 }
 
