@@ -245,6 +245,15 @@ func (c *conns) close() error {
 	return errors.Join(c.ws.close(), c.get.Close(), c.r.Close(), c.w.Close())
 }
 
+// yieldEvery is how many single-row writes a long write transaction (the
+// access times, a batch of deletes) makes before it yields the CPU. Go gives
+// a goroutine up to 10 ms before preempting it, and with one CPU for the
+// process every hit waits for that slice; a row costs tens of
+// microseconds to a few hundred (a delete at a million entries), so 32 of
+// them keep the wait near a millisecond. The write lock stays held across
+// the yield, which delays only other writers.
+const yieldEvery = 32
+
 // maxPending bounds the access times kept before the sweeper is woken to
 // write them.
 const maxPending = 1024
@@ -591,9 +600,13 @@ func (db *DB) flushAccess(ctx context.Context) error {
 		return err
 	}
 	defer stmt.Close()
+	i := 0
 	for k, at := range batch {
 		if _, err := stmt.ExecContext(ctx, at, k, at); err != nil {
 			return err
+		}
+		if i++; i%yieldEvery == 0 {
+			runtime.Gosched()
 		}
 	}
 	return tx.Commit()
@@ -881,7 +894,10 @@ func (db *DB) DeleteMany(ctx context.Context, keys []string) error {
 		var size int64
 		err := db.writeTx(ctx, c, func(tx *sql.Tx) error {
 			stmt := tx.StmtContext(ctx, c.ws.remove) // prepared once on the writer
-			for _, k := range batch {
+			for i, k := range batch {
+				if i > 0 && i%yieldEvery == 0 {
+					runtime.Gosched()
+				}
 				var s int64
 				err := stmt.QueryRowContext(ctx, k).Scan(&s)
 				if errors.Is(err, sql.ErrNoRows) {
