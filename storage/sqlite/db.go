@@ -1026,9 +1026,11 @@ func (db *DB) exactSize(ctx context.Context) (int64, error) {
 // sweepBatch is how many expired entries sweepExpired deletes per
 // statement. Each statement runs uninterrupted on the CPU (with their tags,
 // through the trigger), so it is kept small: with one CPU for the process,
-// hits wait for the statement in progress, about a millisecond for 100
-// entries.
-const sweepBatch = 100
+// hits wait for the statement in progress. Deleting 100,000 expired
+// entries of a million-entry file took statements of 1.4 ms (median) and
+// 42 ms (p99) at 100 rows each, and of 0.43 ms and 1.1 ms at 25, for a
+// sweep 1.2× as long.
+const sweepBatch = 25
 
 // sweepExpired deletes expired entries in small batches, yielding the CPU
 // between them, so that neither the write lock nor the CPU is held for long
