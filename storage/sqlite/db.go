@@ -246,13 +246,22 @@ func (c *conns) close() error {
 }
 
 // yieldEvery is how many single-row writes a long write transaction (the
-// access times, a batch of deletes) makes before it yields the CPU. Go gives
+// access times, a batch of deletes, an eviction batch) makes before it
+// yields the CPU (yieldAfter). Go gives
 // a goroutine up to 10 ms before preempting it, and with one CPU for the
 // process every hit waits for that slice; a row costs tens of
 // microseconds to a few hundred (a delete at a million entries), so 32 of
 // them keep the wait near a millisecond. The write lock stays held across
 // the yield, which delays only other writers.
 const yieldEvery = 32
+
+// yieldAfter yields the CPU when n, the rows a write transaction has written
+// so far, is a multiple of yieldEvery.
+func yieldAfter(n int) {
+	if n%yieldEvery == 0 {
+		runtime.Gosched()
+	}
+}
 
 // maxPending bounds the access times kept before the sweeper is woken to
 // write them.
@@ -600,14 +609,13 @@ func (db *DB) flushAccess(ctx context.Context) error {
 		return err
 	}
 	defer stmt.Close()
-	i := 0
+	n := 0
 	for k, at := range batch {
 		if _, err := stmt.ExecContext(ctx, at, k, at); err != nil {
 			return err
 		}
-		if i++; i%yieldEvery == 0 {
-			runtime.Gosched()
-		}
+		n++
+		yieldAfter(n)
 	}
 	return tx.Commit()
 }
@@ -895,18 +903,15 @@ func (db *DB) DeleteMany(ctx context.Context, keys []string) error {
 		err := db.writeTx(ctx, c, func(tx *sql.Tx) error {
 			stmt := tx.StmtContext(ctx, c.ws.remove) // prepared once on the writer
 			for i, k := range batch {
-				if i > 0 && i%yieldEvery == 0 {
-					runtime.Gosched()
-				}
 				var s int64
-				err := stmt.QueryRowContext(ctx, k).Scan(&s)
-				if errors.Is(err, sql.ErrNoRows) {
-					continue
-				}
-				if err != nil {
+				switch err := stmt.QueryRowContext(ctx, k).Scan(&s); {
+				case errors.Is(err, sql.ErrNoRows): // already gone
+				case err != nil:
 					return fmt.Errorf("sqlite storage: deleting entries: %w", err)
+				default:
+					size += s
 				}
-				size += s
+				yieldAfter(i + 1)
 			}
 			return nil
 		})
@@ -1001,10 +1006,11 @@ func (db *DB) evictBatch(ctx context.Context, need int64) (freed, n int64, err e
 	if err := rows.Close(); err != nil {
 		return 0, 0, err
 	}
-	for _, k := range keys {
+	for i, k := range keys {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM entries WHERE key = ?`, k); err != nil {
 			return 0, 0, err
 		}
+		yieldAfter(i + 1)
 	}
 	return freed, int64(len(keys)), tx.Commit()
 }
