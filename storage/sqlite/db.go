@@ -1006,8 +1006,9 @@ func (db *DB) evictBatch(ctx context.Context, need int64) (freed, n int64, err e
 	if err := rows.Close(); err != nil {
 		return 0, 0, err
 	}
+	del := tx.StmtContext(ctx, c.ws.remove) // prepared once on the writer
 	for i, k := range keys {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM entries WHERE key = ?`, k); err != nil {
+		if _, err := del.ExecContext(ctx, k); err != nil {
 			return 0, 0, err
 		}
 		yieldAfter(i + 1)
