@@ -47,7 +47,7 @@ func (db *DB) Lock(ctx context.Context, name string, ttl time.Duration) (func(),
 	row := lockName(name)
 	now := db.now()
 	var ok bool
-	err = db.writeTx(ctx, conn, func(tx *sql.Tx) error {
+	err = db.writeTx(ctx, conn, func(tx *sql.Tx, ch *changes) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM locks WHERE name = ? AND expires <= ?`, row, now.UnixNano()); err != nil {
 			return fmt.Errorf("sqlite storage: taking a lock: %w", err)
 		}
@@ -112,7 +112,7 @@ func (db *DB) Update(ctx context.Context, key string, fn func(old *storage.Entry
 	}
 	var w written
 	stored := false
-	err = db.writeTx(ctx, conn, func(tx *sql.Tx) error {
+	err = db.writeTx(ctx, conn, func(tx *sql.Tx, ch *changes) error {
 		now := db.now()
 		var old *storage.Entry
 		var data []byte
@@ -130,7 +130,7 @@ func (db *DB) Update(ctx context.Context, key string, fn func(old *storage.Entry
 		if e == nil {
 			return nil
 		}
-		w, err = db.write(ctx, tx, conn, key, db.prepare(key, e, c, now))
+		w, err = db.write(ctx, ch, key, db.prepare(key, e, c, now))
 		stored = err == nil
 		return err
 	})
