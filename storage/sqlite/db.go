@@ -128,10 +128,10 @@ func (o connOptions) String() string {
 	return fmt.Sprintf("busy_timeout=%v wal=%v synchronous=%s", o.busyTimeout, o.wal, o.synchronous)
 }
 
-// WAL checkpointing of the writer connection. A checkpoint copies the
-// pages of the WAL into the database file and syncs both, inside the
-// commit that crosses the threshold, so every Put of that group commit
-// waits for it. SQLite's default of 1000 pages (4 MB) checkpoints every few
+// WAL checkpointing. A checkpoint copies the pages of the WAL into the
+// database file and syncs both; it runs in the background (checkpointer),
+// with the writer's own automatic checkpoint at walBackstop pages only for
+// when that one falls behind. SQLite's default of 1000 pages (4 MB) checkpoints every few
 // hundred stored entries during a fill; walAutocheckpoint pages (about
 // 40 MB of WAL at the 4 KiB page size) make that a tenth as often, and a
 // page changed by many commits (an index leaf, the table's last leaf) is
@@ -155,23 +155,36 @@ const (
 	walSizeLimit      = 16 << 20 // bytes
 )
 
-// dsn builds a "file:" URI for path with the connection settings. The path
-// is escaped so that '?', '#' and '%' in it stay part of the name.
-func (o connOptions) dsn(path string, writer bool) string {
+// role is what a connection is for.
+type role int
+
+const (
+	roleWriter role = iota
+	roleReader
+	roleCheckpointer // see checkpointer
+)
+
+// dsn builds a "file:" URI for path with the connection settings of a
+// connection for r. The path is escaped so that '?', '#' and '%' in it stay
+// part of the name.
+func (o connOptions) dsn(path string, r role) string {
 	q := url.Values{}
 	q.Set("_busy_timeout", strconv.FormatInt(o.busyTimeout.Milliseconds(), 10))
 	q.Set("_synchronous", o.synchronous)
-	if writer {
+	switch r {
+	case roleWriter:
 		q.Set("_txlock", "immediate")
 		q.Set("_auto_vacuum", "INCREMENTAL")
 		if o.wal {
 			q.Set("_journal_mode", "WAL")
-			q.Add("_pragma", "wal_autocheckpoint("+strconv.Itoa(walAutocheckpoint)+")")
+			q.Add("_pragma", "wal_autocheckpoint("+strconv.Itoa(walBackstop)+")")
 			q.Add("_pragma", "journal_size_limit("+strconv.Itoa(walSizeLimit)+")")
 		} else {
 			q.Set("_journal_mode", "DELETE")
 		}
-	} else {
+	case roleCheckpointer:
+		q.Add("_pragma", "journal_size_limit("+strconv.Itoa(walSizeLimit)+")")
+	default:
 		q.Set("_query_only", "1")
 	}
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
@@ -230,9 +243,10 @@ type DB struct {
 type conns struct {
 	w    *sql.DB
 	r    *sql.DB
-	get  *sql.Stmt   // on r
-	file os.FileInfo // the file opened, to notice its removal or replacement
-	ws   writeStmts  // on w
+	get  *sql.Stmt     // on r
+	file os.FileInfo   // the file opened, to notice its removal or replacement
+	ws   writeStmts    // on w
+	ckpt *checkpointer // nil without WAL
 	// bytes are the bytes stored when the file was opened (from totals)
 	bytes int64
 	// legacyTags is whether the file was created by version 1: it has the
@@ -290,7 +304,7 @@ func (ws writeStmts) close() error {
 }
 
 func (c *conns) close() error {
-	return errors.Join(c.ws.close(), c.get.Close(), c.r.Close(), c.w.Close())
+	return errors.Join(c.ckpt.close(), c.ws.close(), c.get.Close(), c.r.Close(), c.w.Close())
 }
 
 // yieldEvery is how many single-row writes a long write transaction (the
@@ -482,7 +496,7 @@ func openFile(path string, opts connOptions, logger *zap.Logger) (c *conns, err 
 }
 
 func open(path string, opts connOptions) (*conns, error) {
-	w, err := sql.Open("sqlite", opts.dsn(path, true))
+	w, err := sql.Open("sqlite", opts.dsn(path, roleWriter))
 	if err != nil {
 		return nil, err
 	}
@@ -499,7 +513,7 @@ func open(path string, opts connOptions) (*conns, error) {
 		w.Close()
 		return nil, fmt.Errorf("examining the database file: %w", err)
 	}
-	r, err := sql.Open("sqlite", opts.dsn(path, false))
+	r, err := sql.Open("sqlite", opts.dsn(path, roleReader))
 	if err != nil {
 		w.Close()
 		return nil, err
@@ -527,6 +541,12 @@ func open(path string, opts connOptions) (*conns, error) {
 		EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = 'tags_key')`).Scan(&c.bytes, &c.legacyTags); err != nil {
 		c.close()
 		return nil, fmt.Errorf("reading the stored bytes: %w", err)
+	}
+	if opts.wal {
+		if c.ckpt, err = startCheckpointer(path, opts); err != nil {
+			c.close()
+			return nil, fmt.Errorf("opening the checkpoint connection: %w", err)
+		}
 	}
 	return c, nil
 }
@@ -688,7 +708,11 @@ func (db *DB) flushAccess(ctx context.Context) error {
 		n++
 		yieldAfter(n)
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	c.ckpt.wrote(2 * int64(n)) // the table's leaf and the accessed index's
+	return nil
 }
 
 // Put stores e under key, replacing any previous entry.
@@ -929,6 +953,7 @@ func (db *DB) writeTx(ctx context.Context, conn *conns, fn func(tx *sql.Tx, ch *
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite storage: committing entry: %w", err)
 	}
+	conn.ckpt.wrote(ch.pages + 1)
 	return nil
 }
 
@@ -956,6 +981,7 @@ type changes struct {
 	tx       *sql.Tx
 	c        *conns
 	n, bytes int64 // entries and bytes added to totals (negative: removed)
+	pages    int64 // an estimate of the pages written, for the checkpointer
 }
 
 func newChanges(tx *sql.Tx, c *conns) *changes { return &changes{tx: tx, c: c} }
@@ -984,6 +1010,7 @@ func (ch *changes) put(ctx context.Context, key string, r row) error {
 		return err
 	}
 	ch.bytes += r.size
+	ch.pages += 3 + int64(len(r.data))/4000 // the leaves of the table and indexes, and overflow pages
 	if r.tags != nil {
 		if _, err := ch.stmt(ctx, ch.c.ws.tag).ExecContext(ctx, key, r.tags); err != nil {
 			return fmt.Errorf("writing tags: %w", err)
@@ -1023,6 +1050,7 @@ func (ch *changes) delete(ctx context.Context, key string) (int64, error) {
 	}
 	ch.n--
 	ch.bytes -= size
+	ch.pages += 4
 	if ch.c.legacyTags {
 		return size, nil // the delete trigger of version 1 untagged it
 	}
@@ -1058,6 +1086,7 @@ func (ch *changes) deleted(ctx context.Context, rows *sql.Rows) error {
 		}
 		ch.n--
 		ch.bytes -= size
+		ch.pages += 4
 		if tags.Valid && !ch.c.legacyTags {
 			if pairs == nil {
 				pairs = append(pairs, '[')
@@ -1264,7 +1293,11 @@ func (db *DB) evictBatch(ctx context.Context, need int64) (freed, n int64, err e
 	if err := ch.done(ctx); err != nil {
 		return 0, 0, err
 	}
-	return freed, n, tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return 0, 0, err
+	}
+	c.ckpt.wrote(ch.pages + 1)
+	return freed, n, nil
 }
 
 // exactSize reads the stored bytes (kept in totals by changes) and

@@ -61,6 +61,16 @@ func rowCount(t testing.TB, db *DB, table string) int {
 	return n
 }
 
+// pragma reads a setting of the writer connection.
+func pragma(t testing.TB, db *DB, name string) string {
+	t.Helper()
+	var v string
+	if err := db.w().QueryRow(`PRAGMA ` + name).Scan(&v); err != nil {
+		t.Fatalf("PRAGMA %s: %v", name, err)
+	}
+	return v
+}
+
 func caddyDuration(d time.Duration) caddy.Duration { return caddy.Duration(d) }
 
 // openDB starts the shared state of the database at path as newDB does,

@@ -119,18 +119,10 @@ func TestTunablesAppliedToSharedDatabase(t *testing.T) {
 }
 
 func TestConnectionSettings(t *testing.T) {
-	pragma := func(t *testing.T, db *DB, name string) string {
-		t.Helper()
-		var v string
-		if err := db.w().QueryRow(`PRAGMA ` + name).Scan(&v); err != nil {
-			t.Fatalf("PRAGMA %s: %v", name, err)
-		}
-		return v
-	}
 	def := provision(t, SQLite{Path: tempPath(t)})
 	for name, want := range map[string]string{
 		"journal_mode": "wal", "synchronous": "1", "busy_timeout": "5000", "auto_vacuum": "2", "page_size": "4096",
-		"wal_autocheckpoint": fmt.Sprint(walAutocheckpoint), "journal_size_limit": fmt.Sprint(walSizeLimit),
+		"wal_autocheckpoint": fmt.Sprint(walBackstop), "journal_size_limit": fmt.Sprint(walSizeLimit),
 	} {
 		if got := pragma(t, def.db, name); got != want {
 			t.Errorf("default %s = %s, want %s", name, got, want)
