@@ -42,14 +42,10 @@ const checkpointGap = 50 * time.Millisecond
 // startCheckpointer opens the checkpointer's connection to path and starts
 // its goroutine.
 func startCheckpointer(path string, opts connOptions) (*checkpointer, error) {
-	db, err := sql.Open("sqlite", opts.dsn(path, roleCheckpointer))
+	db, err := openPool(path, opts, roleCheckpointer, 1)
 	if err != nil {
 		return nil, err
 	}
-	db.SetMaxOpenConns(1)
-	db.SetMaxIdleConns(1)
-	db.SetConnMaxLifetime(0)
-	db.SetConnMaxIdleTime(0)
 	if err := db.Ping(); err != nil {
 		db.Close()
 		return nil, err

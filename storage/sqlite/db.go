@@ -495,15 +495,25 @@ func openFile(path string, opts connOptions, logger *zap.Logger) (c *conns, err 
 	return c, err
 }
 
-func open(path string, opts connOptions) (*conns, error) {
-	w, err := sql.Open("sqlite", opts.dsn(path, roleWriter))
+// openPool opens a pool of at most n connections to path for r, kept open
+// for the life of the store.
+func openPool(path string, opts connOptions, r role, n int) (*sql.DB, error) {
+	db, err := sql.Open("sqlite", opts.dsn(path, r))
 	if err != nil {
 		return nil, err
 	}
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxLifetime(0)
-	w.SetConnMaxIdleTime(0)
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+	return db, nil
+}
+
+func open(path string, opts connOptions) (*conns, error) {
+	w, err := openPool(path, opts, roleWriter, 1)
+	if err != nil {
+		return nil, err
+	}
 	if err := initSchema(w); err != nil {
 		w.Close()
 		return nil, err
@@ -513,16 +523,11 @@ func open(path string, opts connOptions) (*conns, error) {
 		w.Close()
 		return nil, fmt.Errorf("examining the database file: %w", err)
 	}
-	r, err := sql.Open("sqlite", opts.dsn(path, roleReader))
+	r, err := openPool(path, opts, roleReader, max(4, runtime.GOMAXPROCS(0)))
 	if err != nil {
 		w.Close()
 		return nil, err
 	}
-	n := max(4, runtime.GOMAXPROCS(0))
-	r.SetMaxOpenConns(n)
-	r.SetMaxIdleConns(n)
-	r.SetConnMaxLifetime(0)
-	r.SetConnMaxIdleTime(0)
 	get, err := r.Prepare(`SELECT data FROM entries WHERE key = ? AND (expires = 0 OR expires > ?)`)
 	if err != nil {
 		w.Close()
